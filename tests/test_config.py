@@ -1,0 +1,102 @@
+import dataclasses
+
+import pytest
+
+from distill import config as cfg
+from distill.config import Config, ConfigError, available_recipes, load_config, parse_cli
+
+
+def test_every_recipe_loads_against_the_schema():
+    names = available_recipes()
+    assert {"smollm2", "qwen1.5b", "qwen7b", "qwen32b", "llama8b"} <= set(names)
+    for name in names:
+        loaded = load_config([f"recipe={name}"])
+        assert isinstance(loaded, Config)
+        assert loaded.recipe == name
+        assert loaded.model.name, name
+
+
+def test_every_recipe_starts_with_the_command_that_runs_it():
+    for name in available_recipes():
+        header = cfg.recipe_path(name).read_text().splitlines()[:4]
+        assert header[0].startswith("# "), name
+        assert any("python -m" in line for line in header), name
+        assert any("Hardware" in line for line in header), name
+
+
+def test_default_recipe_is_the_cpu_default():
+    loaded = load_config([])
+    assert loaded.recipe == "smollm2"
+    assert loaded.model.name == "smollm2-135m"
+
+
+def test_overrides_are_typed_and_nested():
+    loaded = load_config(["recipe=qwen7b", "seed=7", "model.name=/tmp/m", "model.trust_remote_code=true"])
+    assert loaded.seed == 7 and isinstance(loaded.seed, int)
+    assert loaded.model.name == "/tmp/m"
+    assert loaded.model.trust_remote_code is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["recipe=qwen8b"], "unknown recipe 'qwen8b'; closest: qwen7b"),
+        (["modle.name=x"], "unknown key 'modle.name' on the command line; closest valid: model.name"),
+        (["model.nmae=x"], "closest valid: model.name"),
+        (["seed=abc"], "key 'seed' in 'seed=abc' expects int, got 'abc'"),
+        (
+            ["model.trust_remote_code=maybe"],
+            "key 'model.trust_remote_code' in 'model.trust_remote_code=maybe' expects bool",
+        ),
+        (["seed"], "expected key=value, got 'seed'"),
+    ],
+)
+def test_bad_input_fails_with_one_line_naming_the_key(argv, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(argv)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_in_a_recipe_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: x\n  dtyp: float32\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'model.dtyp' in .*bad.yaml; closest valid: model.dtype"):
+        load_config([f"recipe={bad}"])
+
+
+def test_wrong_type_in_a_recipe_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"key 'seed' in .*bad.yaml expects int"):
+        load_config([f"recipe={bad}"])
+
+
+def test_dict_fields_accept_free_form_subkeys(tmp_path):
+    @dataclasses.dataclass
+    class Weights:
+        weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"accuracy": 1.0})
+
+    @dataclasses.dataclass
+    class Root:
+        rewards: Weights = dataclasses.field(default_factory=Weights)
+
+    (tmp_path / "empty.yaml").write_text("")
+    loaded = load_config([f"recipe={tmp_path / 'empty.yaml'}", "rewards.weights.format=0.5"], schema=Root)
+    assert loaded.rewards.weights == {"accuracy": 1.0, "format": 0.5}
+
+
+def test_cli_errors_exit_2_before_loading_anything(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_cli(["modle.name=x"], "distill.test", "summary")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.name" in err
+
+
+def test_help_lists_recipes_and_keys(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_cli(["--help"], "distill.test", "What it does.")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "qwen7b" in out and "model.name='smollm2-135m'" in out and "What it does." in out
