@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m distill.models smollm2-135m --check
+	$(PY) -m distill.generate
 
 test: setup
 	$(PY) -m pytest

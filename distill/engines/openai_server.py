@@ -1,0 +1,91 @@
+"""OpenAI-compatible servers: one URL or a fleet of them (`vllm serve` on many machines), or an API teacher.
+
+Requests go out asynchronously with bounded concurrency per server, spread over the servers by least load; the
+`openai` client retries failed requests with exponential backoff and enforces the request timeout. The API key comes
+from an environment variable (vLLM servers started without --api-key accept any key).
+
+Each sample is its own request with its own seed (not `n=` in one request): every server and API supports it, the
+load spreads evenly over the fleet, and one prompt's samples do not depend on which server answered first.
+Reasoning that a server returns apart from the answer (`reasoning_content` from DeepSeek's API, `reasoning` from
+vLLM's reasoning parsers) is put back into a `<think>` block, so verifiers see the same text as from vLLM offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from distill.engines.base import Request, Sample, SamplingConfig
+
+
+class OpenAISampler:
+    def __init__(
+        self,
+        urls: list[str],
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 64,
+        timeout: float = 1800.0,
+        max_retries: int = 5,
+    ):
+        if not urls:
+            raise ValueError("engine.urls: give at least one server URL (e.g. http://localhost:8000/v1)")
+        self.urls, self.model = list(urls), model
+        self.api_key = os.environ.get(api_key_env) or "EMPTY"
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+
+    def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
+        return asyncio.run(self._sample_all(requests, params))
+
+    async def _sample_all(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
+        from openai import AsyncOpenAI
+
+        clients = [
+            AsyncOpenAI(base_url=url, api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries)
+            for url in self.urls
+        ]
+        # One shared pool of slots; the server is chosen when a slot frees, not when the task is created (choosing
+        # up front would split work evenly, so a slow server would hold its share while a fast one sits idle).
+        # While a task holds a slot the other servers hold fewer than concurrency * servers - 1 requests between
+        # them, so the least-loaded server has fewer than `concurrency`: the per-server bound holds.
+        slots = asyncio.Semaphore(self.concurrency * len(clients))
+        in_flight = [0] * len(clients)
+
+        async def one(request: Request, index: int) -> Sample:
+            async with slots:
+                server = min(range(len(clients)), key=in_flight.__getitem__)
+                in_flight[server] += 1
+                try:
+                    return await self._complete(clients[server], request, params, request.seed + index)
+                finally:
+                    in_flight[server] -= 1
+
+        try:
+            flat = await asyncio.gather(*(one(r, i) for r in requests for i in range(params.n)))
+        finally:
+            for client in clients:
+                await client.close()
+        return [list(flat[k * params.n : (k + 1) * params.n]) for k in range(len(requests))]
+
+    async def _complete(self, client, request: Request, params: SamplingConfig, seed: int) -> Sample:
+        response = await client.chat.completions.create(
+            model=self.model,
+            messages=request.messages,
+            n=1,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            seed=seed,
+            stop=params.stop or None,
+        )
+        choice = response.choices[0]
+        message = choice.message
+        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+        text = message.content or ""
+        if reasoning:
+            text = f"<think>\n{reasoning}\n</think>\n{text}"
+        tokens = response.usage.completion_tokens if response.usage else len(text.split())
+        return Sample(text, tokens, choice.finish_reason or "stop")
+
+    def close(self) -> None:
+        pass

