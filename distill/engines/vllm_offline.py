@@ -104,7 +104,10 @@ class VLLMSampler:
 
         def add(index: int, request: Request) -> None:
             prompt = self.render(request.messages, params.prefill_think)
-            active.add(engine.add_request(f"distill-{run}-{index}", prompt, self._params(request, params)))
+            request_id = f"distill-{run}-{index}"
+            # add_request returns vLLM's internal id (ours plus a random suffix); outputs carry ours.
+            engine.add_request(request_id, prompt, self._params(request, params))
+            active.add(request_id)
 
         for index, request in itertools.islice(pending, in_flight):
             add(index, request)
