@@ -221,7 +221,10 @@ def _bwrap_args(limits: Limits, root: bool, python: str) -> tuple[str, ...]:
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(max(limits.disk_bytes // 4, 1 << 20)), "--perms", "1777", "--tmpfs", "/dev/shm"]
     args += ["--size", str(limits.disk_bytes), "--perms", "1777", "--tmpfs", "/sandbox"]
-    return (*args, "--symlink", "/sandbox", "/tmp", "--chdir", "/sandbox", "--remount-ro", "/", "--")
+    # /tmp points at the writable /sandbox, unless the interpreter itself lives under /tmp (a venv there): then /tmp
+    # holds its read-only binds, and TMPDIR (see _env) still sends temporary files to /sandbox.
+    tmp = [] if "/tmp" in made else ["--symlink", "/sandbox", "/tmp"]
+    return (*args, *tmp, "--chdir", "/sandbox", "--remount-ro", "/", "--")
 
 
 def _command(backend: str, limits: Limits, root: bool, python: str) -> list[str]:
