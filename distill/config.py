@@ -117,9 +117,191 @@ class GenerateConfig:
 
 
 @dataclass
+class LoraSection:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # `all-linear` is PEFT's shorthand for every linear layer except the output head (QLoRA's choice); or names.
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class QuantSection:
+    """QLoRA (method=qlora): bitsandbytes 4-bit base weights, as in the QLoRA paper."""
+
+    quant_type: str = "nf4"
+    # Quantize the quantization constants too: about 0.4 bits per parameter saved.
+    double_quant: bool = True
+    # Matmul dtype: auto is bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow and lossy there).
+    compute_dtype: str = "auto"
+
+
+@dataclass
+class SFTSection:
+    # lora | qlora (4-bit base + LoRA) | full
+    method: str = "lora"
+    # A folder written by distill.generate, a local .parquet/.jsonl with a `messages` column, or a hub dataset id.
+    # Default: the dataset this recipe's distill.generate writes, <output_dir>/datasets/<generate.dataset_name>.
+    dataset: str | None = None
+    split: str = "train"
+    subset: str | None = None
+    # Rows to train on (the first N); None: all.
+    limit: int | None = None
+    # Start from these weights instead of model.name: a model folder, or a LoRA adapter folder to keep training.
+    init_from: str | None = None
+    # Output folder <output_dir>/sft/<run_name>; default <model name>-<method>.
+    run_name: str | None = None
+    # Tokens per example (prompt + reasoning + answer); longer examples are cut at the end (packing: tokens per row).
+    max_length: int | None = 1024
+    # packing: best-fit-decreasing packing of whole examples into rows of max_length, padding-free (no pad tokens;
+    # position ids keep examples apart). padding_free alone (no packing) needs max_length=null.
+    packing: bool = False
+    padding_free: bool = False
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2.0e-4
+    lr_scheduler: str = "cosine"
+    # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
+    warmup_steps: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_epochs: float = 1.0
+    # Optimizer steps; -1: num_epochs decides.
+    max_steps: int = -1
+    gradient_checkpointing: bool = False
+    # Liger kernels (RMSNorm, RoPE, SwiGLU) when liger_kernel is installed and CUDA is available.
+    liger: bool = True
+    # Attention kernel passed to from_pretrained (sdpa, flash_attention_2, eager); None: transformers' default.
+    attn_implementation: str | None = None
+    # The token that ends an assistant turn and stops generation, when the tokenizer's EOS is another one (base
+    # models with a ChatML template: <|im_end|>). The pre-flight check says when it is needed.
+    eos_token: str | None = None
+    # A chat template (a .jinja file, or a tokenizer folder/hub id) to train and ship with instead of the model's.
+    chat_template_path: str | None = None
+    logging_steps: int = 1
+    save_steps: int = 50
+    save_total_limit: int = 2
+    # auto: continue from the last checkpoint in the output folder if any; never: start over (its checkpoints are
+    # removed); or the path of a checkpoint folder.
+    resume: str = "auto"
+    # Also write <output folder>/merged: the base model with the adapter merged in, loadable by vLLM.
+    merge: bool = False
+    lora: LoraSection = field(default_factory=LoraSection)
+    quant: QuantSection = field(default_factory=QuantSection)
+    # Any other trl.SFTConfig / TrainingArguments field, passed as is (e.g. neftune_noise_alpha: 5).
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GRPOSection:
+    """GRPO (python -m grpo.train): TRL's GRPOTrainer with the shared verifiers as rewards. The objective's keys carry
+    trl.GRPOConfig's names and meanings; defaults follow R1-Zero (DeepSeek-R1 paper, Nature 2025 version: 16 samples
+    per question, temperature 1, KL coefficient 0.001, learning rate 3e-6 for full fine-tuning, 32 questions per step,
+    32k tokens per sample). Recipes scale them to their hardware."""
+
+    # teacher: R1-Zero -- RL straight from model.name (base or instruct). student: RL on a student -- init_from (a
+    # distill.sft output: adapter folder, merged/ folder, or any model), else model.name as is -- so RL on the student
+    # can be set against distillation into it.
+    target: str = "teacher"
+    init_from: str | None = None
+    # The prompt. auto: teacher r1_zero, student r1. r1: R1's instruction in one user turn, no system prompt (what
+    # distill.sft trains on); r1_zero: R1-Zero's template as plain text, no chat template (base models);
+    # r1_zero_chat: R1-Zero's template text as the user turn (instruct models that know a chat template).
+    template: str = "auto"
+    # Prompt sets as generate.prompts (synthetic, built-in benchmarks, .jsonl/.parquet files, hub ids), or folders
+    # written by distill.generate (their rows carry each prompt's pass_rate).
+    prompts: list[str] = field(default_factory=lambda: ["synthetic"])
+    split: str | None = None
+    subset: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    synthetic_per_level: int = 64
+    synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    # A distill.generate dataset folder whose recorded pass rates (its journal holds every prompt, also those never
+    # solved) are looked up by prompt id. With min/max_pass_rate, only prompts with min < pass_rate < max are kept
+    # (strict bounds: 0 and 1 drop prompts always or never solved, whose groups have no advantage to learn from).
+    pass_rates: str | None = None
+    min_pass_rate: float | None = None
+    max_pass_rate: float | None = None
+    # Reward components -> weights: accuracy (the row's verifier: math or code) and the shaping rewards format,
+    # language, overlong, repetition (distill.verifiers). Weight 0 turns a component off (accuracy is still logged).
+    reward_weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    # Shaping parameters: language of the reasoning (en, zh); DAPO's overlong cache in tokens (default: a quarter of
+    # max_completion_length); word n-gram size of the repetition penalty.
+    language: str = "en"
+    overlong_cache: int | None = None
+    repetition_ngram: int = 3
+    # Verifier time bound (s) and worker processes (default: all cores).
+    verify_timeout: float = 5.0
+    verify_workers: int | None = None
+    # The objective (trl.GRPOConfig). num_generations: group size G. loss_type: grpo (per-sequence mean, R1),
+    # dr_grpo, dapo, bnpo, ... beta: KL coefficient to the reference model (k3 estimator; 0 loads no reference).
+    # epsilon / epsilon_high: PPO clip, and DAPO's clip-higher upper bound (None: epsilon). scale_rewards: group
+    # (divide advantages by the group's std, GRPO), batch, or none (Dr. GRPO).
+    num_generations: int = 16
+    loss_type: str = "grpo"
+    beta: float = 0.001
+    # false: the k3 estimator as in DeepSeekMath/R1; true: DeepSeek-V3.2's importance-weighted (unbiased) KL gradient.
+    use_bias_correction_kl: bool = False
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    scale_rewards: str = "group"
+    # Policy updates per generation batch (mu in the GRPO paper); > 1 makes the clip matter.
+    num_iterations: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 32768
+    # Leave truncated completions out of the loss (DAPO); R1-Zero does not.
+    mask_truncated_completions: bool = False
+    # lora | qlora (4-bit base + LoRA) | full
+    method: str = "lora"
+    # R1's 3e-6 is for full fine-tuning; LoRA wants about 10x that ("LoRA without regret", Schulman et al. 2025).
+    learning_rate: float = 3.0e-5
+    lr_scheduler: str = "constant"
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # Completions per device per micro-batch; prompts per optimizer step = batch * accumulation * devices / G.
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 32
+    num_epochs: float = 1.0
+    # Optimizer steps; -1: num_epochs decides.
+    max_steps: int = -1
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    save_total_limit: int = 2
+    # auto: continue from the last checkpoint in the output folder; never: start over; or a checkpoint folder.
+    resume: str = "auto"
+    # Output folder <output_dir>/grpo/<run_name>; default <target>-<model name>.
+    run_name: str | None = None
+    # Rollouts with vLLM: None (auto) uses it where it helps (CUDA with vllm installed); true / false force it.
+    # colocate: an engine in the training process; server: `trl vllm-serve` on other GPUs/nodes (vllm_server_base_url).
+    use_vllm: bool | None = None
+    vllm_mode: str = "colocate"
+    vllm_server_base_url: str | None = None
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
+    # Warnings: over the last monitor_window logged steps, format reward up and accuracy down by at least
+    # hack_min_change each (reward hacking); mean length below length_collapse_fraction of its early value; a share
+    # of completions at or above gaming_share with perfect format, a wrong answer and next to no reasoning.
+    monitor_window: int = 10
+    hack_min_change: float = 0.1
+    length_collapse_fraction: float = 0.5
+    gaming_share: float = 0.5
+    # Also write every step's prompts, completions and rewards to <run>/completions/*.parquet (TRL's log_completions).
+    log_completions: bool = False
+    lora: LoraSection = field(default_factory=LoraSection)
+    quant: QuantSection = field(default_factory=QuantSection)
+    # Any other trl.GRPOConfig field, passed as is (e.g. sync_ref_model: true, steps_per_generation: 4).
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    sft: SFTSection = field(default_factory=SFTSection)
+    grpo: GRPOSection = field(default_factory=GRPOSection)
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"

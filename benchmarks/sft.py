@@ -1,0 +1,229 @@
+"""Training tokens/s and peak memory of `distill.sft` against a plain TRL `SFTTrainer` script, same model/data/batch.
+
+    python benchmarks/sft.py [--steps 8] [--rows 64] [--model smollm2-135m]     (~6 minutes on 2 cores)
+
+Every variant runs in its own process, one after the other (peak RSS is then that variant's own), on the same
+Parquet dataset in distill.generate's format (reasoning traces of varied length, as real ones are):
+  baseline       = a plain script: SFTTrainer + LoraConfig on the same rows as prompt/completion, same SFTConfig numbers
+                   (gradient checkpointing off in both: TRL's default is on)
+  distill.sft    = python -m distill.sft with the same numbers (LoRA r=16, batch 4, max_length 512, fp32)
+  + packing      = the same with sft.packing=true (BFD packing into rows of max_length, padding-free)
+  + padding_free = the same with sft.padding_free=true sft.max_length=null (one row per batch, no packing)
+tokens/s = TRL's non-padding token count over `trainer.train()`'s runtime (the same span in every variant);
+tokens/CPU-s divides by the process's CPU time over that span instead, which holds up when other processes share
+the cores. The end-to-end seconds add loading, data preparation, the template check and saving. Target: distill.sft
+>= 1.0x baseline. Run it alone: timings need both cores (--rounds N alternates the variants N times, keeps the best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+HYPER = {"batch": 4, "lr": 2e-4, "max_length": 512, "r": 16, "alpha": 32, "dropout": 0.05}
+VARIANTS = {
+    "baseline (plain TRL)": [],
+    "distill.sft": [],
+    "distill.sft + packing": ["sft.packing=true"],
+    "distill.sft + padding_free": ["sft.padding_free=true", "sft.max_length=null"],
+}
+
+
+def write_dataset(folder: Path, rows: int) -> None:
+    """Rows as distill.generate writes them; reasoning of 1 to 9 steps (~60-250 tokens), so batches need padding."""
+    from datasets import Dataset
+
+    rng = random.Random(0)
+    data = []
+    for i in range(rows):
+        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        steps = "\n".join(
+            f"Step {k}: {a} + {b} is checked digit by digit, carrying as needed." for k in range(1, rng.randint(2, 10))
+        )
+        content = f"<think>\n{steps}\nSo {a}+{b}={a + b}.\n</think>\n\nThe sum is \\boxed{{{a + b}}}."
+        data.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What is {a}+{b}? Put your final answer within \\boxed{{}}."},
+                    {"role": "assistant", "content": content},
+                ],
+                "id": f"bench-{i}",
+                "task": "math",
+                "answer": str(a + b),
+            }
+        )
+    (folder / "data").mkdir(parents=True)
+    Dataset.from_list(data).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+
+
+def _timed_train() -> dict:
+    """Wrap SFTTrainer.train (in both variants alike) to record its runtime and TRL's token count."""
+    from trl import SFTTrainer
+
+    seen: dict = {}
+    original = SFTTrainer.train
+
+    def train(self, *args, **kwargs):
+        cpu = time.process_time()
+        output = original(self, *args, **kwargs)
+        tokens = max((log.get("num_tokens", 0) for log in self.state.log_history), default=0)
+        seen.update(
+            seconds=output.metrics["train_runtime"],
+            cpu_seconds=time.process_time() - cpu,
+            tokens=tokens,
+            steps=self.state.global_step,
+        )
+        return output
+
+    SFTTrainer.train = train
+    return seen
+
+
+def run_baseline(model: str, data: Path, steps: int, out: Path) -> None:
+    """What a user would write with TRL alone."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = load_dataset("parquet", data_files=sorted(str(p) for p in (data / "data").glob("*.parquet")), split="train")
+    rows = rows.map(
+        lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}, remove_columns=rows.column_names
+    )
+    args = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=HYPER["batch"],
+        learning_rate=HYPER["lr"],
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        max_length=HYPER["max_length"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        # TRL's default is True; distill.sft leaves it off unless the recipe asks (recompute costs ~30% on CPU)
+        gradient_checkpointing=False,
+        seed=42,
+    )
+    lora = LoraConfig(
+        r=HYPER["r"], lora_alpha=HYPER["alpha"], lora_dropout=HYPER["dropout"], target_modules="all-linear"
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32),
+        args=args,
+        train_dataset=rows,
+        processing_class=AutoTokenizer.from_pretrained(model),
+        peft_config=lora,
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+
+
+def run_ours(model: str, data: Path, steps: int, out: Path, extra: list[str]) -> None:
+    from distill import sft
+
+    code = sft.main(
+        [
+            f"model.name={model}",
+            "model.dtype=float32",
+            f"output_dir={out}",
+            f"sft.dataset={data}",
+            f"sft.max_steps={steps}",
+            f"sft.per_device_batch_size={HYPER['batch']}",
+            f"sft.learning_rate={HYPER['lr']}",
+            "sft.lr_scheduler=cosine",
+            "sft.warmup_steps=0.03",
+            f"sft.max_length={HYPER['max_length']}",
+            f"sft.lora.r={HYPER['r']}",
+            f"sft.lora.alpha={HYPER['alpha']}",
+            f"sft.lora.dropout={HYPER['dropout']}",
+            "sft.save_steps=100000",
+            *extra,
+        ]
+    )
+    if code != 0:
+        raise SystemExit(f"distill.sft failed with exit code {code}")
+
+
+def child(variant: str, model: str, data: Path, steps: int) -> None:
+    seen = _timed_train()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if variant.startswith("baseline"):
+            run_baseline(model, data, steps, Path(tmp))
+        else:
+            run_ours(model, data, steps, Path(tmp), VARIANTS[variant])
+    seen["end_to_end"] = time.perf_counter() - start
+    seen["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print("RESULT " + json.dumps(seen))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--model", default="smollm2-135m", help="a built-in name or a model folder")
+    parser.add_argument("--rounds", type=int, default=1, help="run every variant this many times; keep the best")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset (baseline always runs)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from distill.models import resolve_model
+
+    model = resolve_model(args.model)
+    if args.child:
+        child(args.child, model, Path(args.data), args.steps)
+        return
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(Path(tmp) / "bench", args.rows)
+        for _ in range(args.rounds):  # variants alternate, so that a burst of load elsewhere hits them alike
+            for variant in [v for v in VARIANTS if v in args.variants.split(",") or v.startswith("baseline")]:
+                cmd = [sys.executable, __file__, "--child", variant, "--data", f"{tmp}/bench", "--model", model]
+                proc = subprocess.run([*cmd, "--steps", str(args.steps)], capture_output=True, text=True)
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if line is None:
+                    raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+                result = json.loads(line[len("RESULT ") :])
+                best = results.get(variant)
+                if best is None or result["tokens"] / result["seconds"] > best["tokens"] / best["seconds"]:
+                    results[variant] = result
+    report(results, args)
+
+
+def report(results: dict[str, dict], args: argparse.Namespace) -> None:
+    """The table, and each variant's ratio to the baseline in wall-clock and in CPU-time tokens/s (the latter holds
+    up when other processes share the cores)."""
+    print(
+        f"model {args.model}, {args.rows} rows, {args.steps} steps, LoRA r={HYPER['r']}, batch {HYPER['batch']}, fp32"
+    )
+    header = f"{'variant':28s} {'tokens':>7s} {'train s':>8s} {'tokens/s':>9s} {'CPU s':>7s} {'tokens/CPU-s':>13s}"
+    print(header + f" {'end-to-end s':>13s} {'peak RSS MB':>12s}")
+    for variant, r in results.items():
+        print(
+            f"{variant:28s} {r['tokens']:7.0f} {r['seconds']:8.1f} {r['tokens'] / r['seconds']:9.1f} "
+            f"{r['cpu_seconds']:7.1f} {r['tokens'] / r['cpu_seconds']:13.1f} {r['end_to_end']:13.1f} "
+            f"{r['peak_rss_mb']:12.0f}"
+        )
+    base = results["baseline (plain TRL)"]
+    for variant, r in list(results.items())[1:]:
+        wall = (r["tokens"] / r["seconds"]) / (base["tokens"] / base["seconds"])
+        cpu = (r["tokens"] / r["cpu_seconds"]) / (base["tokens"] / base["cpu_seconds"])
+        target = "  (target >= 1.0x)" if variant == "distill.sft" else ""
+        print(f"ratio {variant} / baseline: tokens/s {wall:.2f}x, tokens/CPU-s {cpu:.2f}x{target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""`python -m distill.sft [recipe=NAME] [key=value ...]`: distill a student on the teacher's verified reasoning traces.
+
+TRL's SFTTrainer with LoRA, QLoRA (bitsandbytes 4-bit NF4, double quantization) or full fine-tuning, on the dataset
+that `python -m distill.generate` writes (or any chat dataset with a `messages` column, local or on the hub):
+
+1. rows become prompt/completion, so the loss falls on the last assistant turn only -- the `<think>` reasoning, the
+   answer and the end-of-turn token (distill.training.data);
+2. before training, one real example is prepared exactly as the training rows are, and the run stops with one line
+   unless its trained tokens hold the reasoning and the EOS token: many templates strip `<think>` from assistant
+   turns (distill.training.template_check);
+3. training, with metrics.jsonl at every logging step, checkpoints every sft.save_steps, a checkpoint on SIGTERM,
+   and `sft.resume=auto` continuing from the last complete checkpoint after a kill;
+4. <output_dir>/sft/<run_name>/: the adapter (or full model), tokenizer and chat template, README.md (model card naming
+   the data card), metrics.jsonl, loss.png, and with sft.merge=true merged/ (a plain model vLLM loads).
+
+Several GPUs: `accelerate launch --config_file recipes/accelerate/zero3.yaml -m distill.sft recipe=qwen7b
+sft.method=full` (or fsdp.yaml).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from distill.config import Config, ConfigError, parse_cli
+from distill.data import DataError
+from distill.models import ModelError
+from distill.training.template_check import TemplateError
+
+SUMMARY = "Fine-tune a student (LoRA, QLoRA or full) on verified reasoning traces with TRL's SFTTrainer."
+
+
+def load_student(cfg: Config):
+    """(base model path for cards and merging, model, tokenizer, LoraConfig or None)."""
+    from transformers import AutoTokenizer
+
+    from distill.models import resolve_model
+    from distill.training.objects import load_model, lora_config
+
+    init = cfg.sft.init_from
+    adapter = init is not None and (Path(init) / "adapter_config.json").is_file()
+    if adapter and cfg.sft.method == "full":
+        raise ConfigError(f"sft.init_from={init} is a LoRA adapter; sft.method=full needs a model folder")
+    base = resolve_model(cfg.model.name, cfg.model.revision) if init is None or adapter else resolve_model(init)
+    revision = cfg.model.revision if base == cfg.model.name else None  # a hub id that is not cached yet
+    # An adapter folder carries the tokenizer (and chat template) it was trained with.
+    tokenizer = AutoTokenizer.from_pretrained(
+        init if adapter else base, revision=revision, trust_remote_code=cfg.model.trust_remote_code
+    )
+    model = load_model(cfg, base, revision)
+    if adapter:
+        from peft import PeftModel
+
+        return base, PeftModel.from_pretrained(model, init, is_trainable=True), tokenizer, None
+    return base, model, tokenizer, lora_config(cfg)
+
+
+def _base_name(cfg: Config) -> str:
+    """The weights the run started from, as the user named them: model.name, or sft.init_from unless an adapter."""
+    init = cfg.sft.init_from
+    return cfg.model.name if init is None or (Path(init) / "adapter_config.json").is_file() else init
+
+
+def _last_metrics(path: Path) -> dict:
+    import json
+
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, command: str) -> None:
+    """Save the adapter or model with its tokenizer, then (main process) the loss curve, merged model and card."""
+    from distill.training.callbacks import plot_loss
+    from distill.training.objects import model_dtype
+    from distill.training.outputs import write_merged, write_model_card
+
+    trainer.save_model(str(out))  # every rank: ZeRO-3 and FSDP gather the weights collectively
+    if not trainer.is_world_process_zero():
+        return
+    plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: SFT loss")
+    if cfg.sft.merge and cfg.sft.method != "full":
+        print(f"distill.sft: merging the adapter into {base} -> {out / 'merged'}", file=sys.stderr)
+        write_merged(base, out, out / "merged", model_dtype(cfg), trainer.model, trainer.processing_class)
+    last = _last_metrics(out / "metrics.jsonl")
+    facts = {
+        "base_model": _base_name(cfg),
+        "dataset": source.name,
+        "dataset_kind": source.kind,
+        "data_card": source.data_card,
+        "rows": source.rows,
+        "steps": trainer.state.global_step,
+        "final_loss": last.get("loss"),
+        "seconds": seconds,
+        "tokens_per_s": round(last["num_tokens"] / seconds, 1) if last.get("num_tokens") and seconds else None,
+        "command": command,
+    }
+    write_model_card(cfg, out, facts)
+
+
+def _prepare(cfg: Config):
+    """Everything that can fail on bad input, cheapest first, so that no model loads before a config error shows."""
+    from distill.training.data import load_sft_dataset
+    from distill.training.objects import check_sft_config, sft_args
+    from distill.training.outputs import prepare_run_dir, run_dir
+
+    check_sft_config(cfg)
+    out = run_dir(cfg)
+    args = sft_args(cfg, out)
+    dataset, source = load_sft_dataset(cfg)
+    checkpoint = prepare_run_dir(cfg, out)
+    return dataset, source, out, args, checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_cli(argv, "distill.sft", SUMMARY, sections=("sft",))
+    try:
+        dataset, source, out, args, checkpoint = _prepare(cfg)
+        base, model, tokenizer, peft_config = load_student(cfg)
+    except (ConfigError, DataError, ModelError) as e:
+        print(f"distill.sft: error: {e}", file=sys.stderr)
+        return 2
+    from trl import SFTTrainer
+
+    from distill.training.callbacks import MetricsLog, SaveOnSignal
+    from distill.training.template_check import check_training_target
+
+    stop = SaveOnSignal()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[MetricsLog(out / "metrics.jsonl"), stop],
+    )
+    try:
+        print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
+    except TemplateError as e:
+        print(f"distill.sft: error: {e}", file=sys.stderr)
+        return 2
+    if checkpoint is not None:
+        print(f"distill.sft: resuming from {checkpoint}", file=sys.stderr)
+    start = time.perf_counter()
+    with stop:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    if stop.received is not None:
+        step = trainer.state.global_step
+        print(
+            f"distill.sft: stopped by signal {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
+            f"{out}/checkpoint-{step}; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + stop.received
+    command = "python -m distill.sft " + " ".join(sys.argv[1:] if argv is None else argv)
+    finish(cfg, trainer, base, source, out, seconds, command)
+    print(f"distill.sft: {cfg.sft.method} run of {trainer.state.global_step} steps in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Trainer callbacks: metrics as JSON lines (with tokens/s), a checkpoint on SIGTERM, and the loss curve image."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+# Logged by Trainer/TRL at each logging step and kept in metrics.jsonl.
+METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "num_tokens", "mean_token_accuracy", "entropy", "epoch")
+
+
+class MetricsLog(TrainerCallback):
+    """One JSON line per logging step: step, loss, learning_rate, grad_norm, tokens_per_s and TRL's token metrics.
+
+    tokens_per_s counts the non-padding tokens (prompt + completion) that went through the model since the previous
+    line, per second of wall time, from TRL's running `num_tokens` (summed over processes).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_time = 0.0
+        self.last_tokens = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last_time, self.last_tokens = time.perf_counter(), 0.0  # TRL's num_tokens restarts with each process
+        if state.is_world_process_zero and self.path.is_file():
+            # A resumed run repeats the steps after its checkpoint: drop their old lines.
+            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        now = time.perf_counter()
+        record = {"step": state.global_step, **{k: logs[k] for k in METRIC_KEYS if k in logs}}
+        if "num_tokens" in logs:
+            record["tokens_per_s"] = round((logs["num_tokens"] - self.last_tokens) / max(now - self.last_time, 1e-9), 2)
+            self.last_tokens = logs["num_tokens"]
+        self.last_time = now
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class SaveOnSignal(TrainerCallback):
+    """On SIGTERM (a preempted job, `kill`), finish the current step, save a checkpoint and stop.
+
+    The handler only sets a flag; the Trainer saves at the step's end through `control`. Under several processes
+    every rank must save at the same step (ZeRO-3 and FSDP gather the weights collectively), so the flag is agreed
+    with an all-reduce each step -- transformers' own `enable_jit_checkpoint` does not do that.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
+        self.signals = signals
+        self.received: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> SaveOnSignal:
+        for sig in self.signals:
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def _agreed(self, args) -> bool:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.received is not None
+        import torch
+
+        flag = torch.tensor([self.received is not None], dtype=torch.int32, device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._agreed(args):
+            self.received = self.received or signal.SIGTERM  # a rank told by the others stops too
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def plot_loss(metrics: Path, image: Path, title: str) -> None:
+    """The training loss against the optimizer step, from metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="#4C72B0", marker="." if len(rows) < 50 else "")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (assistant tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(image, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,211 @@
+"""The one place where the recipe's `sft` section becomes TRL, PEFT and bitsandbytes objects, and the model is loaded.
+
+SFTConfig, LoraConfig and BitsAndBytesConfig do the work; this module only maps our keys onto theirs and picks
+device-dependent defaults (bf16 and Liger on CUDA, fp32 on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import os
+from pathlib import Path
+
+from distill.config import Config, ConfigError
+
+METHODS = ("lora", "qlora", "full")
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def model_dtype(cfg: Config):
+    """model.dtype, where auto is bfloat16 on CUDA and float32 on CPU."""
+    import torch
+
+    if cfg.model.dtype == "auto":
+        return torch.bfloat16 if cuda() else torch.float32
+    return getattr(torch, cfg.model.dtype)
+
+
+def bnb_config(cfg: Config):
+    """QLoRA's 4-bit NF4 with double quantization; None unless method=qlora."""
+    if cfg.sft.method != "qlora":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    quant = cfg.sft.quant
+    if quant.compute_dtype == "auto":
+        compute = torch.bfloat16 if cuda() else torch.float32
+    else:
+        compute = getattr(torch, quant.compute_dtype)
+    extra = {}
+    if cuda():  # FSDP shards parameters of one dtype: store the 4-bit weights as the compute dtype (harmless alone)
+        extra["bnb_4bit_quant_storage"] = compute
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=compute,
+        **extra,
+    )
+
+
+def lora_config(cfg: Config):
+    """LoRA on every linear layer (or the named ones); None for full fine-tuning."""
+    if cfg.sft.method == "full":
+        return None
+    from peft import LoraConfig
+
+    lora = cfg.sft.lora
+    targets = lora.target_modules
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else list(targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def liger_available() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None and cuda()
+
+
+def sft_args(cfg: Config, out_dir: Path):
+    """trl.SFTConfig from the sft section; sft.trainer passes any other field through. Raises ConfigError."""
+    import torch
+    from trl import SFTConfig
+
+    sft = cfg.sft
+    # Mixed precision only on CUDA: bf16 matmuls on CPU are slower here and change the numbers.
+    bf16 = cuda() and (model_dtype(cfg) == torch.bfloat16 or sft.method == "qlora")
+    kwargs = dict(
+        output_dir=str(out_dir),
+        seed=cfg.seed,
+        max_length=sft.max_length,
+        packing=sft.packing,
+        padding_free=sft.padding_free,
+        # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.data).
+        completion_only_loss=True,
+        per_device_train_batch_size=sft.per_device_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler,
+        warmup_steps=sft.warmup_steps,
+        weight_decay=sft.weight_decay,
+        max_grad_norm=sft.max_grad_norm,
+        num_train_epochs=sft.num_epochs,
+        max_steps=sft.max_steps,
+        gradient_checkpointing=sft.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
+        bf16=bf16,
+        use_liger_kernel=sft.liger and liger_available(),
+        eos_token=sft.eos_token,
+        chat_template_path=sft.chat_template_path,
+        logging_steps=sft.logging_steps,
+        save_strategy="steps",
+        save_steps=sft.save_steps,
+        save_total_limit=sft.save_total_limit,
+        report_to="none",
+    )
+    kwargs.update(sft.trainer)
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    for key in sft.trainer:
+        if key not in known:
+            close = ", ".join(difflib.get_close_matches(key, sorted(known), n=3)) or "none"
+            raise ConfigError(f"unknown key 'sft.trainer.{key}' (not a trl.SFTConfig field); closest valid: {close}")
+    try:
+        return SFTConfig(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"sft settings rejected by trl.SFTConfig: {str(e).splitlines()[0]}") from None
+
+
+def disable_cpu_4bit_repacking(model) -> int:
+    """bitsandbytes (0.50) on CPUs with AVX512-BF16 repacks 4-bit weights for a fast inference kernel after any forward
+    in eval mode without gradients; training then runs through `gemv_4bit`, which has no backward, and the LoRA
+    gradients come out silently wrong (~1000x too small, only a UserWarning). Turning the repacking off keeps every
+    matmul on the differentiable path. Returns the number of 4-bit layers changed."""
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def four_bit_unsupported() -> str | None:
+    """Why bitsandbytes 4-bit training cannot run on this machine, or None: quantizes one small layer and runs a
+    backward pass through it (bitsandbytes builds differ in which devices and ops they support)."""
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        device = "cuda" if cuda() else "cpu"
+        layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.float32, quant_type="nf4").to(device)  # quantizes
+        x = torch.randn(2, 64, device=device, requires_grad=True)
+        layer(x).sum().backward()
+        if x.grad is None or not torch.isfinite(x.grad).all():
+            return "bitsandbytes 4-bit layers give no finite gradient here"
+    except Exception as e:  # ImportError, missing native library, unsupported device: all mean "cannot"
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"bitsandbytes 4-bit does not run here ({type(e).__name__}: {first})"
+    return None
+
+
+def _device_map(quantized: bool):
+    """bitsandbytes places weights at load time: one GPU per process, unless DeepSpeed/FSDP shard the model."""
+    if not (quantized and cuda()):
+        return None
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true" or os.environ.get("ACCELERATE_USE_FSDP") == "true":
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
+def load_model(cfg: Config, path: str, revision: str | None = None):
+    """The student, quantized for QLoRA (with the CPU fix and PEFT's k-bit preparation)."""
+    from transformers import AutoModelForCausalLM
+
+    quant = bnb_config(cfg)
+    kwargs = dict(dtype=model_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code, revision=revision)
+    if cfg.sft.attn_implementation:
+        kwargs["attn_implementation"] = cfg.sft.attn_implementation
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map=_device_map(True))
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        if not cuda():
+            disable_cpu_4bit_repacking(model)
+        # Norms and embeddings to fp32, base frozen, input grads on for checkpointing: what PEFT expects for k-bit.
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=cfg.sft.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return model
+
+
+def check_sft_config(cfg: Config) -> None:
+    """Settings that need no model to judge; raises ConfigError."""
+    sft = cfg.sft
+    if sft.method not in METHODS:
+        raise ConfigError(f"key 'sft.method' expects one of {', '.join(METHODS)}, got {sft.method!r}")
+    if sft.method == "qlora" and (reason := four_bit_unsupported()):
+        raise ConfigError(f"sft.method=qlora: {reason}; use sft.method=lora")
+    if sft.padding_free and not sft.packing and sft.max_length is not None:
+        # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
+        raise ConfigError(
+            "sft.padding_free=true needs sft.packing=true (BFD packing is padding-free and keeps examples whole) "
+            "or sft.max_length=null"
+        )
+    if sft.resume not in ("auto", "never") and not Path(sft.resume).is_dir():
+        raise ConfigError(f"key 'sft.resume' expects auto, never or a checkpoint folder, got {sft.resume!r}")
