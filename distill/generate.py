@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distill.config import Config, ConfigError, parse_cli, teacher_name
+from distill.config import Config, ConfigError, EngineConfig, parse_cli, teacher_name
 from distill.data import DataError, load_prompts
 from distill.engines.base import Request, Sample, Sampler, SamplingConfig, user_prompt
 from distill.journal import append_journal, open_work_dir, read_journal, run_fingerprint
@@ -72,23 +72,33 @@ def check_generate_config(cfg: Config) -> None:
 
 
 def make_sampler(cfg: Config) -> Sampler:
-    engine = cfg.generate.engine
+    """The teacher's sampler, as generate.engine says."""
+    if cfg.generate.engine.kind == "openai":
+        return engine_sampler(cfg, cfg.generate.engine, teacher_name(cfg))
+    from distill.models import resolve_model
+
+    revision = None if cfg.generate.teacher else cfg.model.revision
+    return engine_sampler(cfg, cfg.generate.engine, resolve_model(teacher_name(cfg), revision))
+
+
+def engine_sampler(cfg: Config, engine: EngineConfig, model: str) -> Sampler:
+    """A sampler of `model` on `engine` (generate.engine, eval.engine): for vllm a resolved path or hub id; for openai
+    the served model's name (engine.served_model wins). dtype, seed and trust_remote_code come from cfg.model/cfg."""
     if engine.kind == "openai":
         from distill.engines.openai_server import OpenAISampler
 
         return OpenAISampler(
             engine.urls,
-            engine.served_model or teacher_name(cfg),
+            engine.served_model or model,
             api_key_env=engine.api_key_env,
             concurrency=engine.concurrency,
             timeout=engine.request_timeout,
             max_retries=engine.max_retries,
         )
     from distill.engines.vllm_offline import VLLMSampler
-    from distill.models import resolve_model
 
     return VLLMSampler(
-        resolve_model(teacher_name(cfg), None if cfg.generate.teacher else cfg.model.revision),
+        model,
         dtype=cfg.model.dtype,
         tensor_parallel_size=engine.tensor_parallel_size,
         gpu_memory_utilization=engine.gpu_memory_utilization,
@@ -157,20 +167,39 @@ def _drain(handoff: queue.Queue, first, limit: int) -> tuple[list, bool]:
 def sample_and_verify(cfg: Config, prompts: list[dict], sampler: Sampler, journal: Path) -> dict[str, dict]:
     """Journal records for every prompt, sampling only those not journaled yet."""
     gen = cfg.generate
-    done = read_journal(journal)
+    return sample_verify_journal(
+        prompts, sampler, journal, gen.sampling, gen.chunk_size, gen.verify_workers, gen.verify_timeout, "generate"
+    )
+
+
+def sample_verify_journal(
+    prompts: list[dict],
+    sampler: Sampler,
+    journal: Path,
+    params: SamplingConfig,
+    chunk_size: int,
+    verify_workers: int | None,
+    verify_timeout: float,
+    desc: str,
+) -> dict[str, dict]:
+    """Journal records by prompt id (each: id, pass_rate, samples with their verdicts) for every prompt, sampling only
+    those not journaled yet; prompts are seeded by params.seed and their id. chunk_size: prompts in flight, and per
+    verification batch. verify_timeout: seconds per verdict. desc: the progress bar's label."""
+    journaled = read_journal(journal)
+    done = {p["id"]: journaled[p["id"]] for p in prompts if p["id"] in journaled}
     todo = [p for p in prompts if p["id"] not in done]
-    handoff: queue.Queue = queue.Queue(maxsize=4 * gen.chunk_size)
+    handoff: queue.Queue = queue.Queue(maxsize=4 * chunk_size)
     failure: list[BaseException] = []
-    bar = tqdm(total=len(prompts), initial=len(done), unit="prompt", desc="generate", file=sys.stderr)
+    bar = tqdm(total=len(prompts), initial=len(done), unit="prompt", desc=desc, file=sys.stderr)
     stats = {"tokens": 0, "start": time.perf_counter(), "samples": 0, "correct": 0}
 
     def verifier() -> None:
         """Verify and journal prompts as they finish, while the engine keeps sampling the others."""
         try:
-            with VerifierPool(workers=gen.verify_workers, timeout=gen.verify_timeout) as pool:
+            with VerifierPool(workers=verify_workers, timeout=verify_timeout) as pool:
                 finished = False
                 while not finished and (item := handoff.get()) is not None:
-                    batch, finished = _drain(handoff, item, gen.chunk_size)
+                    batch, finished = _drain(handoff, item, chunk_size)
                     records = _verify(pool, batch)
                     append_journal(journal, records)
                     done.update((r["id"], r) for r in records)
@@ -180,7 +209,7 @@ def sample_and_verify(cfg: Config, prompts: list[dict], sampler: Sampler, journa
                     seconds = time.perf_counter() - stats["start"]
                     bar.set_postfix(
                         tok_s=f"{stats['tokens'] / seconds:.0f}",
-                        accept=f"{stats['correct'] / max(stats['samples'], 1):.0%}",
+                        correct=f"{stats['correct'] / max(stats['samples'], 1):.0%}",
                     )
         except BaseException as e:  # surfaced in the main thread below
             failure.append(e)
@@ -190,8 +219,8 @@ def sample_and_verify(cfg: Config, prompts: list[dict], sampler: Sampler, journa
     thread = threading.Thread(target=verifier, name="verifier", daemon=True)
     thread.start()
     try:
-        requests = [request_for(p, gen.sampling.seed) for p in todo]
-        for index, samples in stream_samples(sampler, requests, gen.sampling, gen.chunk_size):
+        requests = [request_for(p, params.seed) for p in todo]
+        for index, samples in stream_samples(sampler, requests, params, chunk_size):
             if failure:
                 break
             stats["tokens"] += sum(s.num_tokens for s in samples)

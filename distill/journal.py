@@ -42,7 +42,9 @@ def run_fingerprint(cfg: Config, prompts: list[dict]) -> dict:
     }
 
 
-def open_work_dir(work: Path, fingerprint: dict) -> None:
+def open_work_dir(work: Path, fingerprint: dict, other_name: str = "generate.dataset_name") -> None:
+    """Stamp `work` with the run's fingerprint, or check the stamp already there; other_name: the key that picks
+    another folder, named in the error."""
     work.mkdir(parents=True, exist_ok=True)
     stamp = work / "run.json"
     if stamp.exists():
@@ -51,7 +53,7 @@ def open_work_dir(work: Path, fingerprint: dict) -> None:
         if changed:
             raise ConfigError(
                 f"{work} holds a run with different {', '.join(changed)}; resume with the same settings, "
-                f"or choose another generate.dataset_name (or delete the folder)"
+                f"or choose another {other_name} (or delete the folder)"
             )
     else:
         stamp.write_text(json.dumps(fingerprint, indent=2) + "\n")

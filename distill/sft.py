@@ -49,12 +49,12 @@ def load_student(cfg: Config):
     tokenizer = AutoTokenizer.from_pretrained(
         init if adapter else base, revision=revision, trust_remote_code=cfg.model.trust_remote_code
     )
-    model = load_model(cfg, base, revision)
+    model = load_model(cfg, base, cfg.sft, revision)
     if adapter:
         from peft import PeftModel
 
         return base, PeftModel.from_pretrained(model, init, is_trainable=True), tokenizer, None
-    return base, model, tokenizer, lora_config(cfg)
+    return base, model, tokenizer, lora_config(cfg.sft)
 
 
 def _base_name(cfg: Config) -> str:

@@ -8,9 +8,11 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from fakes import FakeServer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -87,3 +89,17 @@ def tiny_qwen2(tmp_path_factory, real_tokenizer) -> Path:
 
     config = Qwen2Config(**_tiny_shape(real_tokenizer))
     return _save_tiny(config, real_tokenizer, tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., FakeServer]]:
+    """Starts fake OpenAI-compatible servers on 127.0.0.1 (tests.fakes.FakeServer); all stopped at the end."""
+    servers: list[FakeServer] = []
+
+    def start(**options) -> FakeServer:
+        servers.append(FakeServer(**options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -235,13 +235,16 @@ def test_qlora_gradients_match_the_dequantized_model(tiny_llama):
     from distill.training.objects import load_model, lora_config
 
     cfg = load_config([f"model.name={tiny_llama}", "sft.method=qlora", "sft.lora.dropout=0"])
-    quantized = load_model(cfg, str(tiny_llama))
+    quantized = load_model(cfg, str(tiny_llama), cfg.sft)
     reference = AutoModelForCausalLM.from_pretrained(tiny_llama)
     for name, module in quantized.named_modules():
         if isinstance(module, bnb.nn.Linear4bit):
             weight = bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state)
             reference.get_submodule(name).weight.data.copy_(weight.float())
-    quantized, reference = get_peft_model(quantized, lora_config(cfg)), get_peft_model(reference, lora_config(cfg))
+    quantized, reference = (
+        get_peft_model(quantized, lora_config(cfg.sft)),
+        get_peft_model(reference, lora_config(cfg.sft)),
+    )
     torch.manual_seed(0)
     reference_params = dict(reference.named_parameters())
     for name, param in quantized.named_parameters():
@@ -393,7 +396,7 @@ def test_every_recipe_has_a_valid_sft_section():
     for name in available_recipes():
         cfg = load_config([f"recipe={name}"])
         assert cfg.sft.method in METHODS, name
-        assert cfg.sft.method == "full" or lora_config(cfg).r == cfg.sft.lora.r
+        assert cfg.sft.method == "full" or lora_config(cfg.sft).r == cfg.sft.lora.r
     assert load_config(["recipe=smollm2"]).sft.method == "lora"
 
 

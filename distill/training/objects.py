@@ -32,14 +32,15 @@ def model_dtype(cfg: Config):
     return getattr(torch, cfg.model.dtype)
 
 
-def bnb_config(cfg: Config):
-    """QLoRA's 4-bit NF4 with double quantization; None unless method=qlora."""
-    if cfg.sft.method != "qlora":
+def bnb_config(section):
+    """QLoRA's 4-bit NF4 with double quantization; None unless the section's method is qlora. `section` is the
+    recipe's sft or grpo section (both carry method, quant and lora)."""
+    if section.method != "qlora":
         return None
     import torch
     from transformers import BitsAndBytesConfig
 
-    quant = cfg.sft.quant
+    quant = section.quant
     if quant.compute_dtype == "auto":
         compute = torch.bfloat16 if cuda() else torch.float32
     else:
@@ -56,13 +57,13 @@ def bnb_config(cfg: Config):
     )
 
 
-def lora_config(cfg: Config):
-    """LoRA on every linear layer (or the named ones); None for full fine-tuning."""
-    if cfg.sft.method == "full":
+def lora_config(section):
+    """LoRA on every linear layer (or the named ones) from the sft or grpo section; None for full fine-tuning."""
+    if section.method == "full":
         return None
     from peft import LoraConfig
 
-    lora = cfg.sft.lora
+    lora = section.lora
     targets = lora.target_modules
     return LoraConfig(
         r=lora.r,
@@ -73,18 +74,22 @@ def lora_config(cfg: Config):
     )
 
 
+def use_bf16(cfg: Config, section) -> bool:
+    """Mixed precision only on CUDA: bf16 matmuls on CPU are slower here and change the numbers."""
+    import torch
+
+    return cuda() and (model_dtype(cfg) == torch.bfloat16 or section.method == "qlora")
+
+
 def liger_available() -> bool:
     return importlib.util.find_spec("liger_kernel") is not None and cuda()
 
 
 def sft_args(cfg: Config, out_dir: Path):
     """trl.SFTConfig from the sft section; sft.trainer passes any other field through. Raises ConfigError."""
-    import torch
     from trl import SFTConfig
 
     sft = cfg.sft
-    # Mixed precision only on CUDA: bf16 matmuls on CPU are slower here and change the numbers.
-    bf16 = cuda() and (model_dtype(cfg) == torch.bfloat16 or sft.method == "qlora")
     kwargs = dict(
         output_dir=str(out_dir),
         seed=cfg.seed,
@@ -104,7 +109,7 @@ def sft_args(cfg: Config, out_dir: Path):
         max_steps=sft.max_steps,
         gradient_checkpointing=sft.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
-        bf16=bf16,
+        bf16=use_bf16(cfg, sft),
         use_liger_kernel=sft.liger and liger_available(),
         eos_token=sft.eos_token,
         chat_template_path=sft.chat_template_path,
@@ -114,16 +119,25 @@ def sft_args(cfg: Config, out_dir: Path):
         save_total_limit=sft.save_total_limit,
         report_to="none",
     )
-    kwargs.update(sft.trainer)
-    known = {f.name for f in dataclasses.fields(SFTConfig)}
-    for key in sft.trainer:
+    return trainer_config(SFTConfig, kwargs, sft.trainer, "sft")
+
+
+def trainer_config(config_class, kwargs: dict, extra: dict, section: str):
+    """config_class(**kwargs) with the section's `trainer` pass-through fields on top; ConfigError names a field the
+    class does not have (with the closest ones) or a value it rejects."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    for key in extra:
         if key not in known:
             close = ", ".join(difflib.get_close_matches(key, sorted(known), n=3)) or "none"
-            raise ConfigError(f"unknown key 'sft.trainer.{key}' (not a trl.SFTConfig field); closest valid: {close}")
+            raise ConfigError(
+                f"unknown key '{section}.trainer.{key}' (not a trl.{config_class.__name__} field); closest valid: {close}"
+            )
     try:
-        return SFTConfig(**kwargs)
+        return config_class(**{**kwargs, **extra})
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"sft settings rejected by trl.SFTConfig: {str(e).splitlines()[0]}") from None
+        raise ConfigError(
+            f"{section} settings rejected by trl.{config_class.__name__}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def disable_cpu_4bit_repacking(model) -> int:
@@ -169,14 +183,15 @@ def _device_map(quantized: bool):
     return {"": PartialState().local_process_index}
 
 
-def load_model(cfg: Config, path: str, revision: str | None = None):
-    """The student, quantized for QLoRA (with the CPU fix and PEFT's k-bit preparation)."""
+def load_model(cfg: Config, path: str, section, revision: str | None = None):
+    """The model to train (section: cfg.sft or cfg.grpo), quantized for QLoRA with the CPU fix and PEFT's k-bit
+    preparation."""
     from transformers import AutoModelForCausalLM
 
-    quant = bnb_config(cfg)
+    quant = bnb_config(section)
     kwargs = dict(dtype=model_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code, revision=revision)
-    if cfg.sft.attn_implementation:
-        kwargs["attn_implementation"] = cfg.sft.attn_implementation
+    if getattr(section, "attn_implementation", None):
+        kwargs["attn_implementation"] = section.attn_implementation
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map=_device_map(True))
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -188,19 +203,24 @@ def load_model(cfg: Config, path: str, revision: str | None = None):
         # Norms and embeddings to fp32, base frozen, input grads on for checkpointing: what PEFT expects for k-bit.
         model = prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=cfg.sft.gradient_checkpointing,
+            use_gradient_checkpointing=section.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     return model
 
 
+def check_method(section, name: str) -> None:
+    """The section's training method is known, and 4-bit works here if it is qlora; raises ConfigError."""
+    if section.method not in METHODS:
+        raise ConfigError(f"key '{name}.method' expects one of {', '.join(METHODS)}, got {section.method!r}")
+    if section.method == "qlora" and (reason := four_bit_unsupported()):
+        raise ConfigError(f"{name}.method=qlora: {reason}; use {name}.method=lora")
+
+
 def check_sft_config(cfg: Config) -> None:
     """Settings that need no model to judge; raises ConfigError."""
     sft = cfg.sft
-    if sft.method not in METHODS:
-        raise ConfigError(f"key 'sft.method' expects one of {', '.join(METHODS)}, got {sft.method!r}")
-    if sft.method == "qlora" and (reason := four_bit_unsupported()):
-        raise ConfigError(f"sft.method=qlora: {reason}; use sft.method=lora")
+    check_method(sft, "sft")
     if sft.padding_free and not sft.packing and sft.max_length is not None:
         # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
         raise ConfigError(

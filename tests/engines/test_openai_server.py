@@ -2,114 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fakes import FakeServer
 
 from distill.engines.base import Request, SamplingConfig
 from distill.engines.openai_server import OpenAISampler
-
-
-class FakeServer:
-    """`POST /v1/chat/completions` answering "<last user message>|seed=<seed>", recording what it received.
-
-    delay: seconds each answer takes (so concurrent requests overlap); fail_first: how many requests get a 500;
-    reasoning / finish_reason: put into every answer.
-    """
-
-    def __init__(self, *, delay: float = 0.0, fail_first: int = 0, reasoning: str | None = None, finish_reason="stop"):
-        self.delay, self.failures_left, self.reasoning, self.finish_reason = delay, fail_first, reasoning, finish_reason
-        self.bodies: list[dict] = []
-        self.headers: list[dict[str, str]] = []
-        self.statuses: list[int] = []
-        self.active = self.max_active = 0
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def answer(self, body: dict) -> tuple[int, dict]:
-        with self.lock:
-            self.bodies.append(body)
-            fail = self.failures_left > 0
-            self.failures_left -= fail
-        if fail:
-            return 500, {"error": {"message": "try again", "type": "server_error"}}
-        prompt = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-        content = f"{prompt}|seed={body['seed']}"
-        message = {"role": "assistant", "content": content}
-        if self.reasoning is not None:
-            message["reasoning_content"] = self.reasoning
-        return 200, {
-            "id": f"chatcmpl-{len(self.bodies)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": len(content.split()), "total_tokens": 9},
-        }
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                with server.lock:
-                    server.active += 1
-                    server.max_active = max(server.max_active, server.active)
-                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                try:
-                    time.sleep(server.delay)
-                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                    status, payload = server.answer(body)
-                finally:
-                    with server.lock:
-                        server.active -= 1
-                with server.lock:
-                    server.statuses.append(status)
-                self._send(status, payload)
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:  # keep pytest's output clean
-                pass
-
-        return Handler
-
-
-@pytest.fixture
-def fake_server() -> Iterator[Callable[..., FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(**options) -> FakeServer:
-        servers.append(FakeServer(**options))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def requests(count: int) -> list[Request]:

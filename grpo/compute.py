@@ -1,0 +1,98 @@
+"""Compute in one unit for every stage, so distillation and RL can be set side by side (and budgets matched).
+
+FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020): 2·N per token of a forward pass -- every
+generated token -- and 6·N per token of a forward and backward pass -- every trained token -- with N the parameters
+of the model doing the work (the teacher for its generation, the student for training and its own rollouts). LoRA
+leaves the estimate as is: the backward pass still runs through the whole frozen model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, astuple, dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+@dataclass
+class Compute:
+    generated_tokens: int = 0  # tokens sampled (teacher generation, GRPO rollouts)
+    trained_tokens: int = 0  # prompt + completion tokens through a forward and backward pass
+    flops: float = 0.0
+    wall_s: float = 0.0
+
+    def __add__(self, other: Compute) -> Compute:
+        """Two stages in sequence (a teacher's generation, then training on its output)."""
+        return Compute(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate(generated: int, generation_params: int, trained: int, training_params: int, wall_s: float) -> Compute:
+    flops = 2.0 * generation_params * generated + 6.0 * training_params * trained
+    return Compute(int(generated), int(trained), flops, wall_s)
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    """Parameters of a model folder, read from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors files to count parameters from")
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            total += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118 (not a dict)
+    return total
+
+
+def generation_compute(journal: Path, params: int, wall_s: float = 0.0) -> Compute:
+    """The teacher's sampling recorded in a distill.generate journal: every sample, kept or rejected."""
+    tokens = 0
+    for line in journal.read_text().splitlines():
+        if line.strip():
+            tokens += sum(s["num_tokens"] for s in json.loads(line)["samples"])
+    return estimate(tokens, params, 0, 0, wall_s)
+
+
+def _last_value(metrics: list[dict], key: str) -> float:
+    values = [m[key] for m in metrics if m.get(key) is not None]
+    return values[-1] if values else 0.0
+
+
+def sft_compute(metrics: list[dict], params: int, wall_s: float = 0.0) -> Compute:
+    """distill.sft's metrics.jsonl: TRL's running num_tokens counts the non-padding tokens trained on."""
+    return estimate(0, 0, _last_value(metrics, "num_tokens"), params, wall_s)
+
+
+def grpo_generated_tokens(metrics: list[dict], completions_per_step: int) -> int:
+    return int(sum((m.get("mean_length") or 0.0) * completions_per_step for m in metrics))
+
+
+def grpo_compute(metrics: list[dict], params: int, completions_per_step: int, wall_s: float = 0.0) -> Compute:
+    """grpo.train's metrics.jsonl: rollouts (mean length x completions per step) and the tokens trained on."""
+    generated = grpo_generated_tokens(metrics, completions_per_step)
+    return estimate(generated, params, _last_value(metrics, "num_tokens"), params, wall_s)
+
+
+class FlopBudget(TrainerCallback):
+    """Stops GRPO once its estimated FLOPs reach `max_flops` (grpo.max_flops): how grpo.compare gives RL the budget
+    distillation spent. Reads the GRPOMonitor's history, so it must come after the monitor in the callback list."""
+
+    def __init__(self, monitor, params: int, completions_per_step: int, max_flops: float) -> None:
+        self.monitor = monitor
+        self.params = params
+        self.completions_per_step = completions_per_step
+        self.max_flops = max_flops
+
+    def spent(self) -> float:
+        return grpo_compute(self.monitor.history, self.params, self.completions_per_step).flops
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.spent() >= self.max_flops:
+            control.should_training_stop = True
+            control.should_save = True

@@ -1,0 +1,208 @@
+"""What GRPO training does, every step: a metrics JSONL, warnings, and PNG plots at the end.
+
+One JSON line per logged step (`logging_steps=1`) with the fields in FIELDS, read from TRL 1.16's log keys (the
+`_metrics` of trl/trainer/grpo_trainer.py; a key TRL does not log in a run -- kl when beta=0 -- is written as null):
+
+    reward            reward                        weighted sum of the components, mean over the step's completions
+    rewards           rewards/<name>/mean           per component (accuracy, format, ... and the reflection monitor)
+    accuracy          rewards/accuracy/mean         share of verified-correct completions
+    mean_length       completions/mean_length       tokens per completion: R1's "average length per response"
+    reflection_share  rewards/reflection/mean       share of completions with a reflection phrase (aha moments)
+    truncation_rate   completions/clipped_ratio     share cut at max_completion_length
+    kl                kl                            mean per-token k3 KL to the reference model
+    clip_ratio        clip_ratio/region_mean        share of tokens whose ratio was clipped (low or high)
+    format_gaming     format_gaming                 share gaming the format reward (grpo.rewards.is_format_gaming)
+    num_tokens        num_tokens                    prompt + completion tokens through the policy so far (trained)
+    tokens_per_s      (mean_length x completions per step) / step_time: generated tokens per second of a step
+
+Warnings (logged and kept in the line's `warnings`): reward hacking -- format reward rising while accuracy falls over
+the last `window` steps; a collapse of the mean length below a fraction of its early value; a large share of
+completions gaming the format reward.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+
+from transformers import TrainerCallback
+
+log = logging.getLogger("grpo.monitor")
+
+# Our field -> TRL 1.16's log key.
+FIELDS = {
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "accuracy": "rewards/accuracy/mean",
+    "format": "rewards/format/mean",
+    "mean_length": "completions/mean_length",
+    "reflection_share": "rewards/reflection/mean",
+    "truncation_rate": "completions/clipped_ratio",
+    "kl": "kl",
+    "clip_ratio": "clip_ratio/region_mean",
+    "clip_ratio_low": "clip_ratio/low_mean",
+    "clip_ratio_high": "clip_ratio/high_mean",
+    "entropy": "entropy",
+    "format_gaming": "format_gaming",
+    "frac_reward_zero_std": "frac_reward_zero_std",
+    "loss": "loss",
+    "grad_norm": "grad_norm",
+    "learning_rate": "learning_rate",
+    "step_time": "step_time",
+    "num_tokens": "num_tokens",
+    # vLLM rollouts only: |vLLM's log-prob - the trainer's| per token; large values mean the engine's weights are stale.
+    "sampling_logp_diff": "sampling/sampling_logp_difference/mean",
+}
+RECORD_KEYS = ("step", *FIELDS, "rewards", "tokens_per_s", "warnings")
+
+
+@dataclass
+class Detector:
+    """Warnings from the metric history (oldest first). window: logged steps compared (two halves); min_change:
+    the rise in format reward and the fall in accuracy that together flag reward hacking; collapse_fraction: mean
+    length below this share of its first-window mean; gaming_share: share of format-gaming completions in a step."""
+
+    window: int = 10
+    min_change: float = 0.1
+    collapse_fraction: float = 0.5
+    gaming_share: float = 0.5
+
+    def check(self, history: list[dict]) -> list[str]:
+        return [w for w in (self.reward_hacking(history), self.length_collapse(history), self.gaming(history)) if w]
+
+    def reward_hacking(self, history: list[dict]) -> str | None:
+        rows = [r for r in history if r.get("format") is not None and r.get("accuracy") is not None][-self.window :]
+        if len(rows) < max(self.window, 2):
+            return None
+        half = len(rows) // 2
+        fmt = fmean(r["format"] for r in rows[:half]), fmean(r["format"] for r in rows[-half:])
+        acc = fmean(r["accuracy"] for r in rows[:half]), fmean(r["accuracy"] for r in rows[-half:])
+        if fmt[1] - fmt[0] >= self.min_change and acc[0] - acc[1] >= self.min_change:
+            return (
+                f"reward hacking? format reward rose {fmt[0]:.2f} -> {fmt[1]:.2f} while accuracy fell "
+                f"{acc[0]:.2f} -> {acc[1]:.2f} over steps {rows[0]['step']}-{rows[-1]['step']}"
+            )
+        return None
+
+    def length_collapse(self, history: list[dict]) -> str | None:
+        lengths = [r["mean_length"] for r in history if r.get("mean_length") is not None]
+        if len(lengths) < 2 * self.window:
+            return None
+        early, late = fmean(lengths[: self.window]), fmean(lengths[-self.window :])
+        if late < self.collapse_fraction * early:
+            return f"response length collapsed: mean {late:.1f} tokens over the last {self.window} steps, {early:.1f} at first"
+        return None
+
+    def gaming(self, history: list[dict]) -> str | None:
+        share = history[-1].get("format_gaming") if history else None
+        if share is not None and share >= self.gaming_share:
+            return f"{share:.0%} of completions game the format reward (perfect format, wrong answer, no reasoning)"
+        return None
+
+
+def record_from_logs(step: int, logs: dict, components: list[str], completions_per_step: int) -> dict:
+    """One JSONL record from a Trainer log dict (TRL's keys)."""
+    record: dict = {"step": step, **{field: logs.get(key) for field, key in FIELDS.items()}}
+    record["rewards"] = {name: logs.get(f"rewards/{name}/mean") for name in components}
+    length, seconds = record["mean_length"], record["step_time"]
+    record["tokens_per_s"] = round(length * completions_per_step / seconds, 2) if length and seconds else None
+    return record
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+class GRPOMonitor(TrainerCallback):
+    """Writes `metrics.jsonl` (one line per logged step) and, at the end of training, PNG plots in `plots/`."""
+
+    def __init__(self, out_dir: Path, components: list[str], completions_per_step: int, detector: Detector) -> None:
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.plots = Path(out_dir) / "plots"
+        self.components = components
+        self.completions_per_step = completions_per_step
+        self.detector = detector
+        self.history: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run repeats the steps after its checkpoint: drop their old lines (a fresh run drops all).
+        self.history = [r for r in read_metrics(self.path) if r["step"] <= state.global_step]
+        if state.is_world_process_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "reward" not in logs:  # the end-of-training summary has no reward
+            return
+        record = record_from_logs(state.global_step, logs, self.components, self.completions_per_step)
+        self.history.append(record)
+        record["warnings"] = self.detector.check(self.history)
+        for warning in record["warnings"]:
+            log.warning("step %d: %s", state.global_step, warning)
+        if state.is_world_process_zero:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            plot_metrics(self.history, self.plots)
+
+
+PLOTS = {  # file -> (title, y label, [(label, field or rewards.<name>)])
+    "reward_components.png": ("Reward per component", "mean reward", [("total (weighted)", "reward")]),
+    "accuracy.png": ("Accuracy (verified correct)", "share of completions", [("accuracy", "accuracy")]),
+    "response_length.png": ("Average length per response", "tokens", [("mean length", "mean_length")]),
+    "reflection_share.png": (
+        "Completions with reflection phrases",
+        "share of completions",
+        [("reflection", "reflection_share")],
+    ),
+    "kl_clip_truncation.png": (
+        "KL, clipping and truncation",
+        "value",
+        [("KL", "kl"), ("clip ratio", "clip_ratio"), ("truncation rate", "truncation_rate")],
+    ),
+}
+
+
+def _series(history: list[dict], field: str) -> tuple[list[int], list[float]]:
+    pairs = [
+        (r["step"], (r.get("rewards") or {}).get(field[8:]) if field.startswith("rewards.") else r.get(field))
+        for r in history
+    ]
+    pairs = [(s, v) for s, v in pairs if v is not None]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def plot_metrics(history: list[dict], folder: Path) -> list[Path]:
+    """One PNG per entry of PLOTS (reward components get a line each); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # Reflection is a monitor with its own plot, not a reward.
+    components = sorted({name for r in history for name in (r.get("rewards") or {})} - {"reflection"})
+    written = []
+    for name, (title, ylabel, lines) in PLOTS.items():
+        if name == "reward_components.png":
+            lines = lines + [(c, f"rewards.{c}") for c in components]
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for label, field in lines:
+            steps, values = _series(history, field)
+            ax.plot(steps, values, label=label, marker="." if len(steps) < 60 else "")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        written.append(folder / name)
+    return written

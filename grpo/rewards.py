@@ -1,0 +1,150 @@
+"""The shared verifiers (distill.verifiers.registry) as TRL reward functions, one named function per component.
+
+TRL calls each function as `f(prompts=, completions=, completion_ids=, **columns)`, where every other dataset column
+(task, answer, tests, io, fallback_last_number, ...) comes as a list with one entry per completion, and logs the mean
+of each function's rewards as `rewards/<name>/mean`; `GRPOConfig.reward_weights` decides how they add up to `reward`.
+
+- accuracy: the row's verifier (VERIFIERS[task]: math or code) run through a VerifierPool, so a hanging verdict is
+  killed after its time bound. A completion cut at max_completion_length earns nothing, as in distill.generate (R1
+  keeps only finished traces, and the plain-number fallback would credit whatever number the text stopped on).
+- format, language, overlong, repetition: the SHAPING functions, called directly (pure, microseconds each).
+- reflection: a monitor, weight 0: 1.0 when the completion holds a reflection phrase ("wait", "let me re-check",
+  "re-evaluate", ...), so TRL's mean is the share of such completions -- the aha-moment tracker.
+Accuracy and format are always computed (weight 0 when not rewarded): the reward-hacking monitor compares them. The
+accuracy function also logs `format_gaming` through TRL's `log_metric`: the share of completions with perfect format,
+a wrong answer and next to no reasoning (`<think>x</think>\\boxed{}`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from distill.verifiers.base import Verdict
+from distill.verifiers.pool import VerifierPool
+from distill.verifiers.registry import SHAPING
+
+COMPONENTS = ("accuracy", "format", "language", "overlong", "repetition")
+MONITORS = ("reflection",)
+# Reference fields a verifier reads from a row (verify_math: answer, fallback_last_number; verify_code: tests, io).
+REFERENCE_FIELDS = ("answer", "tests", "io", "fallback_last_number")
+# Fewer words of reasoning than this, with perfect format and a wrong answer, is gaming the format reward.
+MIN_REASONING_WORDS = 5
+# R1's "aha moment" words and the self-checks that follow them; word boundaries keep "await" and "hmmm" out.
+REFLECTION = re.compile(
+    r"\b(wait|hmm|let me (re-?check|check|verify|re-?think|reconsider|re-?evaluate)|re-?evaluate|re-?examine|"
+    r"re-?check|double[- ]check|on second thought|i made a mistake|that'?s not right)\b",
+    re.IGNORECASE,
+)
+
+RewardFunc = Callable[..., list[float]]
+
+
+def completion_text(completion: str | list[dict]) -> str:
+    """The generated text: conversational completions are [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
+
+
+def has_reflection(text: str) -> bool:
+    return REFLECTION.search(text) is not None
+
+
+def is_format_gaming(text: str, format_score: float, correct: bool) -> bool:
+    """Perfect format, a wrong answer and (almost) no reasoning: the format reward earned without doing the task."""
+    reasoning = text.split("</think>", 1)[0].replace("<think>", "")
+    return format_score >= 1.0 and not correct and len(reasoning.split()) < MIN_REASONING_WORDS
+
+
+def is_truncated(ids: list[int] | None, max_length: int, eos_ids: set[int]) -> bool:
+    """Cut at max_length: as long as allowed and not ended by an end-of-sequence token."""
+    return ids is not None and len(ids) >= max_length and (not ids or ids[-1] not in eos_ids)
+
+
+def _named(name: str, func: RewardFunc) -> RewardFunc:
+    func.__name__ = func.__qualname__ = name  # TRL logs rewards/<__name__>/mean
+    return func
+
+
+def _reference(columns: dict, i: int) -> dict:
+    ref = {k: columns[k][i] for k in REFERENCE_FIELDS if k in columns and columns[k][i] is not None}
+    if isinstance(ref.get("io"), str):  # stored as JSON text: Arrow columns need one type for every row
+        ref["io"] = json.loads(ref["io"])
+    return ref
+
+
+def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int]) -> RewardFunc:
+    """1.0 for a verified-correct answer, else 0.0; also logs the format-gaming share."""
+
+    def accuracy(completions, task, completion_ids=None, log_metric=None, **columns) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        rows = [
+            {"task": t, "completion": x, **_reference(columns, i)}
+            for i, (t, x) in enumerate(zip(task, texts, strict=True))
+        ]
+        verdicts: list[Verdict] = list(pool.map(rows))
+        ids = completion_ids or [None] * len(texts)
+        scores = [
+            0.0 if is_truncated(ids[i], max_length, eos_ids) else (1.0 if v.verdict == "correct" else 0.0)
+            for i, v in enumerate(verdicts)
+        ]
+        if log_metric is not None:
+            gaming = [
+                is_format_gaming(x, SHAPING["format"](x).reward, s > 0) for x, s in zip(texts, scores, strict=True)
+            ]
+            log_metric("format_gaming", sum(gaming) / max(len(gaming), 1))
+        return scores
+
+    return _named("accuracy", accuracy)
+
+
+def shaping_reward(name: str, **params) -> RewardFunc:
+    """A SHAPING function as a reward; `overlong` reads each completion's token count from completion_ids."""
+    shape = SHAPING[name]
+
+    def reward(completions, completion_ids=None, **_columns) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        if name == "overlong":
+            return [
+                shape(x, num_tokens=len(ids), **params).reward for x, ids in zip(texts, completion_ids, strict=True)
+            ]
+        return [shape(x, **params).reward for x in texts]
+
+    return _named(name, reward)
+
+
+def reflection(completions, **_columns) -> list[float]:
+    """1.0 when the completion reflects on its own work; weight 0, a monitor."""
+    return [1.0 if has_reflection(completion_text(c)) else 0.0 for c in completions]
+
+
+def build_reward_funcs(
+    weights: dict[str, float],
+    pool: VerifierPool,
+    *,
+    max_completion_length: int,
+    eos_ids: set[int],
+    language: str = "en",
+    overlong_cache: int | None = None,
+    repetition_ngram: int = 3,
+) -> tuple[list[RewardFunc], list[float]]:
+    """The reward functions and their weights, in the same order, for GRPOTrainer and GRPOConfig.reward_weights."""
+    unknown = sorted(set(weights) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown reward component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+    params = {
+        "language": {"language": language},
+        "overlong": {"max_length": max_completion_length, "cache_length": overlong_cache or max_completion_length // 4},
+        "repetition": {"ngram_size": repetition_ngram},
+    }
+    funcs = [accuracy_reward(pool, max_completion_length, eos_ids)]
+    scale = [weights.get("accuracy", 0.0)]
+    for name in COMPONENTS[1:]:
+        if weights.get(name, 0.0) != 0.0 or name == "format":
+            funcs.append(shaping_reward(name, **params.get(name, {})))
+            scale.append(weights.get(name, 0.0))
+    funcs.append(reflection)
+    scale.append(0.0)
+    return funcs, scale

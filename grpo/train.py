@@ -1,0 +1,153 @@
+"""`python -m grpo.train [recipe=NAME] [key=value ...]`: GRPO with verifier rewards, the RL half of the comparison.
+
+TRL's GRPOTrainer does the work; this script assembles its inputs from the recipe's `grpo` section:
+
+1. prompts (grpo.prompts: synthetic tasks, built-in benchmarks, files, distill.generate dataset folders), optionally
+   kept by the pass rate distill.generate recorded (grpo.min_pass_rate < pass_rate < grpo.max_pass_rate), in the
+   R1 template (target=student) or R1-Zero's (target=teacher);
+2. the policy: model.name (teacher: R1-Zero style, from the base or instruct model; student as is) or grpo.init_from
+   (a distill.sft output -- an adapter is trained further -- or any model), with LoRA, QLoRA or full training;
+3. rewards from the shared verifiers (grpo.rewards): accuracy through time-bounded worker processes, plus format and
+   optional language / overlong / repetition shaping, weighted by grpo.reward_weights;
+4. monitors (grpo.monitor): metrics.jsonl every step, warnings for reward hacking and length collapse, PNG plots;
+5. checkpoints every grpo.save_steps; grpo.resume=auto continues from the last one in the output folder.
+
+Output: <output_dir>/grpo/<run_name>/ with the adapter (or model), tokenizer, metrics.jsonl, plots/, checkpoints.
+
+Rollouts: with grpo.use_vllm (auto: CUDA + vllm installed), vLLM colocated in the training process; across GPUs or
+nodes, start `trl vllm-serve --model <model> --tensor-parallel-size N` on the generation GPUs and train with
+`accelerate launch -m grpo.train recipe=... grpo.vllm_mode=server grpo.vllm_server_base_url=http://host:8000`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from distill.config import Config, ConfigError, parse_cli
+from distill.data import DataError
+from distill.models import ModelError
+
+SUMMARY = "GRPO (TRL's GRPOTrainer) with the shared verifiers as rewards: R1-Zero on the teacher, or RL on a student."
+
+
+def run_folder(cfg: Config) -> Path:
+    name = cfg.grpo.run_name
+    if name is None:
+        source = cfg.grpo.init_from if cfg.grpo.init_from else cfg.model.name
+        name = f"{cfg.grpo.target}-{Path(source.rstrip('/')).name}"
+    return Path(cfg.output_dir) / "grpo" / name
+
+
+def resume_checkpoint(setting: str, out: Path) -> str | None:
+    """auto: the last complete checkpoint in the output folder (None if there is none); never: none, and old
+    checkpoints are removed so a later auto run cannot pick them up; or a given checkpoint folder."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if setting == "never":
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old)
+        return None
+    if setting != "auto":
+        return setting
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def build_dataset(cfg: Config):
+    from datasets import Dataset
+
+    from grpo.prompts import collect_prompts, template_name, training_rows
+
+    prompts = collect_prompts(cfg)
+    return Dataset.from_list(training_rows(prompts, template_name(cfg))), len(prompts)
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(generation_eos) if isinstance(generation_eos, list) else {generation_eos}
+    return {i for i in ids if i is not None}
+
+
+def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
+    """Load the policy, build rewards, monitor and trainer, and train; returns the trainer."""
+    from trl import GRPOTrainer
+
+    from distill.verifiers.pool import VerifierPool
+    from grpo.monitor import Detector, GRPOMonitor
+    from grpo.objects import grpo_args, load_policy, policy_path, use_vllm
+    from grpo.rewards import build_reward_funcs
+
+    g = cfg.grpo
+    vllm = use_vllm(cfg)
+    if vllm and g.vllm_mode == "colocate":
+        from distill.training.objects import cuda
+        from grpo.vllm_cpu import enable_vllm_cpu_colocate
+
+        if not cuda():
+            enable_vllm_cpu_colocate()
+    model, tokenizer, peft_config = load_policy(cfg)
+    with VerifierPool(workers=g.verify_workers, timeout=g.verify_timeout) as pool:
+        funcs, weights = build_reward_funcs(
+            g.reward_weights,
+            pool,
+            max_completion_length=g.max_completion_length,
+            eos_ids=eos_ids(model, tokenizer),
+            language=g.language,
+            overlong_cache=g.overlong_cache,
+            repetition_ngram=g.repetition_ngram,
+        )
+        args = grpo_args(cfg, out, weights, vllm)
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        detector = Detector(g.monitor_window, g.hack_min_change, g.length_collapse_fraction, g.gaming_share)
+        monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, detector)
+        callbacks = [monitor]
+        if g.max_flops is not None:
+            from grpo.compute import FlopBudget, parameter_count
+
+            callbacks.append(FlopBudget(monitor, parameter_count(policy_path(cfg)), per_step, g.max_flops))
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+        trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_cli(argv, "grpo.train", SUMMARY, sections=("grpo",))
+    from grpo.objects import check_grpo_config
+
+    try:
+        check_grpo_config(cfg)
+        dataset, count = build_dataset(cfg)
+        out = run_folder(cfg)
+        resume = resume_checkpoint(cfg.grpo.resume, out)
+    except (ConfigError, DataError, ModelError) as e:
+        print(f"grpo.train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        trainer = train(cfg, dataset, out, resume)
+    except (ConfigError, ModelError) as e:
+        print(f"grpo.train: error: {e}", file=sys.stderr)
+        return 2
+    trainer.save_model(str(out))
+    minutes = (time.perf_counter() - start) / 60
+    print(
+        f"grpo.train: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}, plots {out / 'plots'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""grpo.compare on a tiny model and tiny budgets: every arm runs its real stages (distill.generate, distill.sft,
+grpo.train, distill.eval as processes); the teacher and the evaluated models answer through a fake OpenAI server
+whose skill depends on the model asked, so the report has something definite to say."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from grpo.compute import Compute, estimate, grpo_compute, parameter_count
+from grpo.report import statement, table
+
+# Served model name (a path) -> probability of a right answer.
+SKILL = (("the-teacher", 0.9), ("sft/distill", 0.95), ("grpo/", 0.35), ("", 0.05))
+
+
+def answer_by_skill(body: dict) -> str:
+    """The fake server's reply to a synthetic "What is X?" problem: right with the asking model's skill."""
+    prompt = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    match = re.search(r"What is (.+?)\?", prompt)
+    truth = eval(match.group(1)) if match else 0  # the synthetic arithmetic levels
+    skill = next(p for key, p in SKILL if key in body["model"])
+    rng = random.Random(f"{body['seed']}-{body['model']}")
+    answer = truth if rng.random() < skill else truth + rng.randint(1, 3)
+    return f"<think>\nLet me compute step by step. I get {answer}.\n</think>\nThe answer is \\boxed{{{answer}}}."
+
+
+def test_compute_adds_stages_and_estimates_flops():
+    teacher = estimate(1000, 7, 0, 0, 10.0)
+    student = estimate(0, 0, 500, 2, 5.0)
+    total = teacher + student
+    assert teacher.flops == 2 * 7 * 1000 and student.flops == 6 * 2 * 500
+    assert total == Compute(1000, 500, 14000 + 6000, 15.0)
+    metrics = [{"mean_length": 10.0, "num_tokens": 300}, {"mean_length": 20.0, "num_tokens": 700}]
+    rl = grpo_compute(metrics, params=3, completions_per_step=4)
+    assert (rl.generated_tokens, rl.trained_tokens) == (120, 700)
+    assert rl.flops == 2 * 3 * 120 + 6 * 3 * 700
+
+
+def _row(label: str, p: float, se: float, flops: float) -> dict:
+    bench = {"samples": 4, "pass@1": p, "pass@1_stderr": se, "cons@k": p}
+    compute = {"generated_tokens": 0, "trained_tokens": 0, "flops": flops, "wall_s": 60.0}
+    return {"label": label, "results": {"benchmarks": {"gsm8k": bench}}, "compute": compute}
+
+
+def test_the_statement_calls_a_gap_under_two_standard_errors_noise():
+    rows = {"distill": _row("(b)", 0.30, 0.02, 10.0), "rl": _row("(c)", 0.20, 0.02, 10.0)}
+    assert "better" in statement(rows)[0]  # 10 points against 2 x 2.8
+    rows["rl"] = _row("(c)", 0.25, 0.02, 20.0)  # 5 points against 2 x 2.8
+    lines = statement(rows)
+    assert "within noise" in lines[0]
+    assert "2.00x the FLOPs" in lines[-1]
+    assert "| (b) | 30.0 ± 2.0 | 30.0 |" in table(rows)
+
+
+def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
+    from grpo import compare
+
+    assert compare.main([f"output_dir={tmp_path}", "compare.arms=[base,sft]"]) == 2
+    assert "compare.arms" in capsys.readouterr().err
+    assert not (tmp_path / "compare").exists()
+
+
+@pytest.mark.slow
+def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server):
+    from grpo import compare
+
+    server = fake_server(reply=answer_by_skill)
+    out = tmp_path / "out"
+    argv = [
+        f"model.name={tiny_llama}",
+        f"output_dir={out}",
+        "generate.prompts=[synthetic]",
+        "generate.synthetic_per_level=6",
+        "generate.synthetic_levels=[1]",
+        "generate.sampling.n=2",
+        "generate.sampling.max_tokens=64",
+        "generate.filters.decontaminate=[]",
+        f"generate.teacher={tiny_llama}",
+        "generate.engine.kind=openai",
+        "generate.engine.served_model=the-teacher",
+        f"generate.engine.urls=[{server.url}]",
+        "generate.verify_workers=1",
+        "sft.max_steps=2",
+        "sft.per_device_batch_size=2",
+        "sft.max_length=128",
+        "sft.lora.r=4",
+        "grpo.num_generations=2",
+        "grpo.per_device_train_batch_size=2",
+        "grpo.gradient_accumulation_steps=1",
+        "grpo.max_completion_length=8",
+        "grpo.overlong_cache=4",
+        "compare.grpo_max_steps=2",
+        "grpo.lora.r=4",
+        "grpo.lora.dropout=0",
+        "grpo.use_vllm=false",
+        "grpo.verify_workers=1",
+        "eval.benchmarks=[synthetic]",
+        "eval.synthetic_per_level=10",
+        "eval.synthetic_levels=[1]",
+        "eval.samples=4",
+        "eval.max_tokens=64",
+        "eval.engine.kind=openai",
+        f"eval.engine.urls=[{server.url}]",
+        "eval.verify_workers=1",
+        "compare.match_budget=true",
+    ]
+    assert compare.main(argv) == 0
+    root = out / "compare" / "smollm2"
+    report = json.loads((root / "report" / "compare.json").read_text())["arms"]
+    assert list(report) == ["base", "distill", "rl", "distill_rl"]
+
+    # Compute: nothing for the student as is; distillation = the teacher's sampling + SFT; RL capped by that budget.
+    assert report["base"]["compute"]["flops"] == 0
+    distill = report["distill"]["compute"]
+    params = parameter_count(tiny_llama)
+    journal = root / "datasets" / "teacher" / ".work" / "journal.jsonl"
+    sampled = sum(s["num_tokens"] for line in journal.read_text().splitlines() for s in json.loads(line)["samples"])
+    assert distill["generated_tokens"] == sampled > 0 and distill["trained_tokens"] > 0
+    assert distill["flops"] == pytest.approx(2 * params * sampled + 6 * params * distill["trained_tokens"])
+    rl_steps = len(report["rl"]["grpo_metrics"])
+    assert 1 <= rl_steps <= 2
+    rl_before_last = grpo_compute(report["rl"]["grpo_metrics"][:-1], params, 2).flops
+    assert rl_before_last < distill["flops"]  # it stopped at the first step that reached the budget, or at max_steps
+    assert report["distill_rl"]["compute"]["flops"] > distill["flops"]
+
+    # The evaluation sees each arm's own model: the fake server is skilled for the distilled one only.
+    scores = {arm: row["results"]["benchmarks"]["synthetic"]["pass@1"] for arm, row in report.items()}
+    assert scores["distill"] > scores["rl"] > scores["base"]
+    text = (root / "report" / "table.md").read_text()
+    for label in compare.LABELS.values():
+        assert label in text
+    assert any(line.startswith("- synthetic: (b)") and "better" in line for line in text.splitlines())
+    for image in ("accuracy_vs_compute.png", "grpo_response_length.png"):
+        assert (root / "report" / image).stat().st_size > 1000
+
+    # Started again, every finished stage is taken from the ledger: nothing is rerun, the report is rewritten.
+    ledger = json.loads((root / "stages.json").read_text())
+    assert set(ledger) == {"generate", "sft", "grpo_rl", "grpo_distill_rl", *(f"eval_{a}" for a in report)}
+    (root / "report" / "table.md").unlink()
+    assert compare.main(argv) == 0
+    assert json.loads((root / "stages.json").read_text()) == ledger
+    assert (root / "report" / "table.md").is_file()
