@@ -132,19 +132,27 @@ def builtin_model_path(name: str) -> Path:
     gguf = builtin_gguf(name)
     version = importlib.metadata.version(BUILTIN_MODELS[name].package.replace("_", "-"))
     target = cache_dir() / "models" / f"{name}-{version}"
-    if (target / COMPLETE_MARKER).is_file():
+    message = f"Converting built-in model '{name}' from {gguf.name} to {target} (once)..."
+    return build_once(target, COMPLETE_MARKER, lambda partial: _convert_gguf(name, gguf, partial), message)
+
+
+def build_once(target: Path, marker: str, build, message: str) -> Path:
+    """`target`, built by `build(folder)` unless it is complete (has `marker`, which `build` writes last). Built in a
+    temporary sibling and renamed into place under a file lock, so concurrent or killed processes never see half a
+    folder."""
+    if (target / marker).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / COMPLETE_MARKER).is_file():  # another process finished while we waited
+        if (target / marker).is_file():  # another process finished while we waited
             return target
-        for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by a killed conversion
+        for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
         if target.exists():  # complete folders have the marker; anything else is debris
             shutil.rmtree(target)
         partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
-        print(f"Converting built-in model '{name}' from {gguf.name} to {target} (once)...", file=sys.stderr)
-        _convert_gguf(name, gguf, partial)
+        print(message, file=sys.stderr)
+        build(partial)
         # mkdtemp makes the folder private; the cache may be shared by several users (or a sandboxed server).
         for path in (partial, *partial.iterdir()):
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -220,25 +228,13 @@ def merged_adapter(adapter: Path, trust_remote_code: bool = False) -> Path:
     base = resolve_model(base_name, settings.get("revision"))
     digest = adapter_sha256(adapter, base)
     target = cache_dir() / "merged" / f"{adapter.resolve().name}-{digest[:16]}"
-    if (target / MERGE_MARKER).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / MERGE_MARKER).is_file():  # another process finished while we waited
-            return target
-        for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by a killed merge
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            shutil.rmtree(target)
-        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
-        print(f"Merging adapter {adapter} onto {base} -> {target} (once)...", file=sys.stderr)
+    provenance = {"adapter": str(adapter.resolve()), "adapter_sha256": digest, "base": base_name, "base_path": base}
+
+    def build(partial: Path) -> None:
         _merge_adapter(adapter, base, partial, trust_remote_code)
-        provenance = {"adapter": str(adapter.resolve()), "adapter_sha256": digest, "base": base_name, "base_path": base}
         (partial / MERGE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")  # last: marks it complete
-        for path in (partial, *partial.iterdir()):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        os.rename(partial, target)
-    return target
+
+    return build_once(target, MERGE_MARKER, build, f"Merging adapter {adapter} onto {base} -> {target} (once)...")
 
 
 def _merge_adapter(adapter: Path, base: str, out: Path, trust_remote_code: bool) -> None:

@@ -81,7 +81,8 @@ def statement(rows: dict[str, dict]) -> list[str]:
             )
     if "distill" in rows and "rl" in rows:
         ratio = rows["rl"]["compute"]["flops"] / max(rows["distill"]["compute"]["flops"], 1.0)
-        out.append(f"- RL spent {ratio:.2f}x the FLOPs of distillation (teacher generation included).")
+        capped = " (its step cap ended it before the budget)" if ratio < 0.95 else ""
+        out.append(f"- RL spent {ratio:.2f}x the FLOPs of distillation (teacher generation included){capped}.")
     return out
 
 
@@ -96,8 +97,11 @@ def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
     for ax, bench in zip(axes[0], benches, strict=True):
         for row in rows.values():
             p, se = _score(row, bench)
-            flops = max(row["compute"]["flops"], 1.0)  # the base arm spends nothing: plotted at the axis' start
-            ax.errorbar([flops], [100 * p], yerr=[200 * se], fmt="o", capsize=4, label=row["label"])
+            if row["compute"]["flops"] == 0:  # the student as is spent nothing: a reference line, not a point
+                ax.axhline(100 * p, color="grey", linestyle="--", label=row["label"])
+                ax.axhspan(100 * (p - 2 * se), 100 * (p + 2 * se), color="grey", alpha=0.12)
+                continue
+            ax.errorbar([row["compute"]["flops"]], [100 * p], yerr=[200 * se], fmt="o", capsize=4, label=row["label"])
         ax.set_xscale("log")
         ax.set_xlabel("compute (FLOPs, log)")
         ax.set_ylabel("pass@1 (%) ± 2 s.e.")
@@ -149,6 +153,14 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
         "## What the numbers show",
         "",
         *statement(rows),
+        *(
+            [
+                "- Teacher and student are the same model here: arm (b) is rejection-sampling self-training, not the "
+                "paper's distillation from a much stronger teacher, which is what its finding is about."
+            ]
+            if teacher == student
+            else []
+        ),
         "",
         "![accuracy against compute](accuracy_vs_compute.png)",
         "",
