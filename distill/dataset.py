@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import statistics
@@ -15,6 +14,7 @@ from distill.config import Config
 from distill.data import DataError, load_prompts
 from distill.engines.base import user_prompt
 from distill.filters import Decontaminator, apply_filters
+from distill.models import file_sha256
 
 
 def decontaminate(cfg: Config, prompts: list[dict]) -> tuple[list[dict], dict]:
@@ -139,16 +139,12 @@ def write_shards(rows: list[dict], out_dir: Path, shard_rows: int) -> list[dict]
         part = rows[i * shard_rows : (i + 1) * shard_rows]
         path = staging / f"train-{i:05d}-of-{count:05d}.parquet"
         Dataset.from_list(part).to_parquet(str(path))
-        files.append({"name": f"data/{path.name}", "rows": len(part), "sha256": _sha256(path)})
+        files.append({"name": f"data/{path.name}", "rows": len(part), "sha256": file_sha256(path)})
     final = out_dir / "data"
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
     return files
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_dataset(

@@ -18,7 +18,6 @@ samples only the rest (each prompt has its own seed, so the result equals an uni
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import re
 import sys
@@ -31,7 +30,7 @@ from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampl
 from distill.generate import engine_sampler, sample_verify_journal
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
-from distill.models import ModelError, model_fingerprint, resolve_for_inference
+from distill.models import ModelError, file_sha256, model_fingerprint, resolve_for_inference
 from distill.tasks import synthetic_rows
 from distill.verifiers.math import answer_key
 
@@ -135,14 +134,6 @@ def sampling_for(cfg: Config, k: int) -> SamplingConfig:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_identity(cfg: Config, name: str) -> dict:
     """The data behind a benchmark name: file and sha256 (built-in or local), hub id and split, or the generator."""
     ev = cfg.eval
@@ -159,11 +150,11 @@ def dataset_identity(cfg: Config, name: str) -> dict:
         entry = BUILTIN_PROMPTS[name]
         path = data_folder() / entry.file
         if path.is_file():
-            return {"file": str(path), "sha256": _sha256(path)}
+            return {"file": str(path), "sha256": file_sha256(path)}
         return {"hub": entry.hub, "subset": entry.hub_config, "split": entry.hub_split}
     path = Path(name).expanduser()
     if path.is_file():
-        return {"file": str(path.resolve()), "sha256": _sha256(path), "fields": ev.fields}
+        return {"file": str(path.resolve()), "sha256": file_sha256(path), "fields": ev.fields}
     return {"hub": name, "subset": ev.subset, "split": ev.split, "fields": ev.fields}
 
 

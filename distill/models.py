@@ -177,14 +177,15 @@ def _convert_gguf(name: str, gguf: Path, out: Path) -> None:
         "source": BUILTIN_MODELS[name].source,
         "license": BUILTIN_MODELS[name].license,
         "gguf_file": gguf.name,
-        "gguf_sha256": _sha256(gguf),
+        "gguf_sha256": file_sha256(gguf),
         "package_version": importlib.metadata.version(BUILTIN_MODELS[name].package.replace("_", "-")),
     }
     # Written last: its presence is what marks the folder complete.
     (out / COMPLETE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (GGUF files and shards are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -210,7 +211,7 @@ def adapter_sha256(adapter: Path, base: str) -> str:
     digest = hashlib.sha256(f"base:{base}\n".encode())
     for name in ADAPTER_FILES:
         if (adapter / name).is_file():
-            digest.update(f"{name}:{_sha256(adapter / name)}\n".encode())
+            digest.update(f"{name}:{file_sha256(adapter / name)}\n".encode())
     return digest.hexdigest()
 
 

