@@ -13,8 +13,9 @@ import pytest
 from grpo.compute import Compute, estimate, grpo_compute, parameter_count
 from grpo.report import statement, table
 
-# Served model name (a path) -> probability of a right answer.
-SKILL = (("the-teacher", 0.9), ("sft/distill", 0.95), ("grpo/", 0.35), ("", 0.05))
+# Served model name (a path) -> probability of a right answer. The extremes are certain and the draw is seeded by the
+# request's seed and the matched key (not the tmp path), so the ordering the test asserts does not depend on luck.
+SKILL = (("the-teacher", 1.0), ("sft/distill", 1.0), ("grpo/", 0.5), ("", 0.0))
 
 
 def answer_by_skill(body: dict) -> str:
@@ -22,8 +23,8 @@ def answer_by_skill(body: dict) -> str:
     prompt = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
     match = re.search(r"What is (.+?)\?", prompt)
     truth = eval(match.group(1)) if match else 0  # the synthetic arithmetic levels
-    skill = next(p for key, p in SKILL if key in body["model"])
-    rng = random.Random(f"{body['seed']}-{body['model']}")
+    key, skill = next((key, p) for key, p in SKILL if key in body["model"])
+    rng = random.Random(f"{body['seed']}-{key}")
     answer = truth if rng.random() < skill else truth + rng.randint(1, 3)
     return f"<think>\nLet me compute step by step. I get {answer}.\n</think>\nThe answer is \\boxed{{{answer}}}."
 
@@ -100,7 +101,7 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         "grpo.verify_workers=1",
         "eval.benchmarks=[synthetic]",
         "eval.synthetic_per_level=10",
-        "eval.synthetic_levels=[1]",
+        "eval.synthetic_levels=[2]",  # level 1 has few distinct problems: most are the training ones
         "eval.samples=4",
         "eval.max_tokens=64",
         "eval.engine.kind=openai",
