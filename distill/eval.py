@@ -33,6 +33,7 @@ from distill.metrics import summarize
 from distill.models import ModelError, file_sha256, model_fingerprint, resolve_for_inference
 from distill.tasks import synthetic_rows
 from distill.verifiers.math import answer_key
+from distill.verifiers.pool import VerifierPool
 
 SUMMARY = (
     "Evaluate a model with R1's protocol (k samples per problem, temperature 0.6, top-p 0.95): pass@1 with its "
@@ -233,29 +234,49 @@ def _vote_key(prompt: dict, sample: dict) -> str | None:
     return answer_key(sample["text"], fallback_last_number=bool(prompt.get("fallback_last_number")))
 
 
-def _records(plan: Plan, bench: Benchmark, sampler: list) -> dict[str, dict]:
-    """Journal records of every problem; the sampler (a one-item list, filled on first need) samples the rest."""
-    cfg, journal = plan.cfg, _work_dir(plan.out_dir, bench.name) / "journal.jsonl"
+class Engines:
+    """The sampler and the verifier pool, started on first need (a rerun whose benchmarks are all journaled starts
+    neither) and closed together."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.sampler: Sampler | None = None
+        self.pool: VerifierPool | None = None
+
+    def started(self) -> tuple[Sampler, VerifierPool]:
+        if self.sampler is None:
+            ev = self.plan.cfg.eval
+            self.sampler = make_sampler(self.plan.cfg, self.plan.model_path)
+            self.pool = VerifierPool(workers=ev.verify_workers, timeout=ev.verify_timeout)
+            self.pool.warm_up()
+        return self.sampler, self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self.sampler is not None:
+            self.sampler.close()
+
+
+def _records(plan: Plan, bench: Benchmark, engines: Engines) -> dict[str, dict]:
+    """Journal records of every problem, sampling those not journaled yet."""
+    journal = _work_dir(plan.out_dir, bench.name) / "journal.jsonl"
     done = read_journal(journal)
     if all(p["id"] in done for p in bench.prompts):
         return done
-    if not sampler:
-        sampler.append(make_sampler(cfg, plan.model_path))
-    params = sampling_for(cfg, bench.samples)
-    workers, timeout = cfg.eval.verify_workers, cfg.eval.verify_timeout
-    chunk = cfg.generate.chunk_size  # prompts in flight: the recipe sizes it for its hardware
-    return sample_verify_journal(
-        bench.prompts, sampler[0], journal, params, chunk, workers, timeout, f"eval {bench.name}"
-    )
+    sampler, pool = engines.started()
+    params = sampling_for(plan.cfg, bench.samples)
+    chunk = plan.cfg.generate.chunk_size  # prompts in flight: the recipe sizes it for its hardware
+    return sample_verify_journal(bench.prompts, sampler, pool, journal, params, chunk, f"eval {bench.name}")
 
 
 def run(plan: Plan, command: str | None = None) -> dict:
     """Sample, verify and score every benchmark; write results.json, results.md and samples.jsonl; the results."""
-    cfg, sampler = plan.cfg, []
+    cfg, engines = plan.cfg, Engines(plan)
     scores, samples = {}, []
     try:
         for bench in plan.benchmarks:
-            records = _records(plan, bench, sampler)
+            records = _records(plan, bench, engines)
             problems = []
             for prompt in bench.prompts:
                 judged = [{**s, "answer_key": _vote_key(prompt, s)} for s in records[prompt["id"]]["samples"]]
@@ -268,8 +289,7 @@ def run(plan: Plan, command: str | None = None) -> dict:
             vote = all(p["task"] == "math" for p in bench.prompts)
             scores[bench.name] = summarize(problems, vote, cfg.eval.bootstrap, cfg.seed)
     finally:
-        if sampler:
-            sampler[0].close()
+        engines.close()
     results = {"model": plan.model, "benchmarks": scores, "manifest": manifest(plan, command)}
     write_outputs(plan.out_dir, results, samples)
     return results

@@ -164,27 +164,26 @@ def _drain(handoff: queue.Queue, first, limit: int) -> tuple[list, bool]:
     return batch, False
 
 
-def sample_and_verify(cfg: Config, prompts: list[dict], sampler: Sampler, journal: Path) -> dict[str, dict]:
+def sample_and_verify(
+    cfg: Config, prompts: list[dict], sampler: Sampler, pool: VerifierPool, journal: Path
+) -> dict[str, dict]:
     """Journal records for every prompt, sampling only those not journaled yet."""
     gen = cfg.generate
-    return sample_verify_journal(
-        prompts, sampler, journal, gen.sampling, gen.chunk_size, gen.verify_workers, gen.verify_timeout, "generate"
-    )
+    return sample_verify_journal(prompts, sampler, pool, journal, gen.sampling, gen.chunk_size, "generate")
 
 
 def sample_verify_journal(
     prompts: list[dict],
     sampler: Sampler,
+    pool: VerifierPool,
     journal: Path,
     params: SamplingConfig,
     chunk_size: int,
-    verify_workers: int | None,
-    verify_timeout: float,
     desc: str,
 ) -> dict[str, dict]:
     """Journal records by prompt id (each: id, pass_rate, samples with their verdicts) for every prompt, sampling only
     those not journaled yet; prompts are seeded by params.seed and their id. chunk_size: prompts in flight, and per
-    verification batch. verify_timeout: seconds per verdict. desc: the progress bar's label."""
+    verification batch. desc: the progress bar's label."""
     journaled = read_journal(journal)
     done = {p["id"]: journaled[p["id"]] for p in prompts if p["id"] in journaled}
     todo = [p for p in prompts if p["id"] not in done]
@@ -196,21 +195,20 @@ def sample_verify_journal(
     def verifier() -> None:
         """Verify and journal prompts as they finish, while the engine keeps sampling the others."""
         try:
-            with VerifierPool(workers=verify_workers, timeout=verify_timeout) as pool:
-                finished = False
-                while not finished and (item := handoff.get()) is not None:
-                    batch, finished = _drain(handoff, item, chunk_size)
-                    records = _verify(pool, batch)
-                    append_journal(journal, records)
-                    done.update((r["id"], r) for r in records)
-                    stats["samples"] += sum(len(r["samples"]) for r in records)
-                    stats["correct"] += sum(s["verdict"] == "correct" for r in records for s in r["samples"])
-                    bar.update(len(records))
-                    seconds = time.perf_counter() - stats["start"]
-                    bar.set_postfix(
-                        tok_s=f"{stats['tokens'] / seconds:.0f}",
-                        correct=f"{stats['correct'] / max(stats['samples'], 1):.0%}",
-                    )
+            finished = False
+            while not finished and (item := handoff.get()) is not None:
+                batch, finished = _drain(handoff, item, chunk_size)
+                records = _verify(pool, batch)
+                append_journal(journal, records)
+                done.update((r["id"], r) for r in records)
+                stats["samples"] += sum(len(r["samples"]) for r in records)
+                stats["correct"] += sum(s["verdict"] == "correct" for r in records for s in r["samples"])
+                bar.update(len(records))
+                seconds = time.perf_counter() - stats["start"]
+                bar.set_postfix(
+                    tok_s=f"{stats['tokens'] / seconds:.0f}",
+                    correct=f"{stats['correct'] / max(stats['samples'], 1):.0%}",
+                )
         except BaseException as e:  # surfaced in the main thread below
             failure.append(e)
             while handoff.get() is not None:  # let the producer finish its puts
@@ -247,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as e:
         print(f"distill.generate: error: {e}", file=sys.stderr)
         return 2
+    gen = cfg.generate
     sampler = make_sampler(cfg)
     try:
-        records = sample_and_verify(cfg, prompts, sampler, out_dir / ".work" / "journal.jsonl")
+        with VerifierPool(workers=gen.verify_workers, timeout=gen.verify_timeout) as pool:
+            records = sample_and_verify(cfg, prompts, sampler, pool.warm_up(), out_dir / ".work" / "journal.jsonl")
     finally:
         sampler.close()
     command = "python -m distill.generate " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -60,6 +60,15 @@ class VerifierPool:
         self._processes = pebble.ProcessPool(max_workers=self.workers, context=_context())
         self._threads = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox")
 
+    def warm_up(self) -> VerifierPool:
+        """Start the workers and make each verifier's first call now, and wait for them. Called between the engine's
+        start and its sampling: on a CPU machine the engine's threads own every core, and a worker starting mid-run
+        stalls them far longer than its own CPU time."""
+        warm = {"task": "math", "answer": "1", "completion": "\\boxed{1}"}
+        for future in [self._processes.schedule(verify_row, args=(warm,)) for _ in range(self.workers)]:
+            future.result()
+        return self
+
     def submit(self, row: dict) -> Future:
         """A future of the row's Verdict (never raises: failures come back as `timeout` or `error` verdicts)."""
         if row.get("task") in SUBPROCESS_TASKS:
