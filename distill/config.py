@@ -102,7 +102,8 @@ class GenerateConfig:
     keep: str = "all"
     max_per_prompt: int = 1
     filters: FilterConfig = field(default_factory=FilterConfig)
-    # Prompts per sampling call: the unit of progress and of resume after a crash.
+    # Prompts in flight (vLLM refills its batch as each finishes; servers get this many at a time), and the most
+    # verified per journal write. Resume is per journaled prompt, whatever this is.
     chunk_size: int = 32
     # Verifier time bound (s) and worker processes (default: all cores).
     verify_timeout: float = 5.0
