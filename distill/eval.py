@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distill.config import Config, ConfigError, parse_cli
-from distill.data import BUILTIN_PROMPTS, DataError, data_folder, load_prompts
+from distill.data import DataError
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler, SamplingConfig
+from distill.eval_sets import Benchmark, load_benchmark
 from distill.generate import engine_sampler, sample_verify_journal
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
-from distill.models import ModelError, file_sha256, model_fingerprint, resolve_for_inference
-from distill.tasks import synthetic_rows
+from distill.models import ModelError, model_fingerprint, resolve_for_inference
 from distill.verifiers.math import answer_key
 from distill.verifiers.pool import VerifierPool
 
@@ -40,30 +40,6 @@ SUMMARY = (
     "standard error, cons@k and pass@k per benchmark. Short keys: model=, benchmarks=, samples=, limit=."
 )
 ALIASES = {"model": "model.name", "benchmarks": "eval.benchmarks", "samples": "eval.samples", "limit": "eval.limit"}
-# Samples per problem when eval.samples is not set: open-r1's choices (AIME 64, MATH-500 4, GPQA 8, code 16), 4 for
-# the rest. Looked up by the benchmark's name, else the longest key it starts with (aime_2024 -> aime).
-DEFAULT_SAMPLES = {
-    "aime": 64,
-    "aime24": 64,
-    "aime25": 64,
-    "math": 4,
-    "math500": 4,
-    "math_train": 4,
-    "gpqa": 8,
-    "humaneval": 16,
-    "mbpp": 16,
-    "gsm8k": 4,
-    "amc23": 4,
-    "synthetic": 4,
-}
-
-
-@dataclass
-class Benchmark:
-    name: str
-    prompts: list[dict]
-    samples: int  # k per problem
-    dataset: dict  # what identifies the data (file hash, or hub id and split)
 
 
 @dataclass
@@ -85,17 +61,6 @@ def expand_aliases(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         out.append(f"{ALIASES[key]}={value}" if sep and key in ALIASES else arg)
     return out
-
-
-def samples_for(name: str, task: str) -> int:
-    """Default k for a benchmark (DEFAULT_SAMPLES), by its name, file stem or hub dataset name."""
-    key = (Path(name).stem if Path(name).suffix else name.rsplit("/", 1)[-1]).lower()
-    if key in DEFAULT_SAMPLES:
-        return DEFAULT_SAMPLES[key]
-    prefixes = [p for p in DEFAULT_SAMPLES if key.startswith(p)]
-    if prefixes:
-        return DEFAULT_SAMPLES[max(prefixes, key=len)]
-    return 16 if task == "code" else 4
 
 
 def check_eval_config(cfg: Config) -> None:
@@ -133,63 +98,6 @@ def sampling_for(cfg: Config, k: int) -> SamplingConfig:
         seed=cfg.seed,
         prefill_think=ev.prefill_think,
     )
-
-
-def dataset_identity(cfg: Config, name: str) -> dict:
-    """The data behind a benchmark name: file and sha256 (built-in or local), hub id and split, or the generator."""
-    ev = cfg.eval
-    if name == "synthetic":
-        levels = ev.synthetic_levels
-        return {
-            "generator": "distill.tasks",
-            "per_level": ev.synthetic_per_level,
-            "levels": levels,
-            "seed": ev.synthetic_seed,
-            "held_out_from_seed": cfg.seed,
-        }
-    if name in BUILTIN_PROMPTS:
-        entry = BUILTIN_PROMPTS[name]
-        path = data_folder() / entry.file
-        if path.is_file():
-            return {"file": str(path), "sha256": file_sha256(path)}
-        return {"hub": entry.hub, "subset": entry.hub_config, "split": entry.hub_split}
-    path = Path(name).expanduser()
-    if path.is_file():
-        return {"file": str(path.resolve()), "sha256": file_sha256(path), "fields": ev.fields}
-    return {"hub": name, "subset": ev.subset, "split": ev.split, "fields": ev.fields}
-
-
-def held_out_synthetic(cfg: Config) -> list[dict]:
-    """Synthetic problems from eval.synthetic_seed, without any problem text the recipe trains on (generate and grpo
-    draw theirs from `seed`): small levels repeat problems across seeds."""
-    ev = cfg.eval
-    if ev.synthetic_seed == cfg.seed:
-        raise ConfigError(
-            f"key 'eval.synthetic_seed' must differ from seed ({cfg.seed}): those are the training problems"
-        )
-    trained_count = max(cfg.generate.synthetic_per_level, cfg.grpo.synthetic_per_level, ev.synthetic_per_level)
-    trained = {r["problem"] for r in synthetic_rows(trained_count, ev.synthetic_levels, seed=cfg.seed)}
-    return [
-        r
-        for r in synthetic_rows(ev.synthetic_per_level, ev.synthetic_levels, seed=ev.synthetic_seed)
-        if r["problem"] not in trained
-    ]
-
-
-def load_benchmark(cfg: Config, name: str) -> Benchmark:
-    ev = cfg.eval
-    if name == "synthetic":
-        try:
-            rows = held_out_synthetic(cfg)
-        except ValueError as e:
-            raise ConfigError(f"key 'eval.synthetic_levels': {e}") from None
-        # Level by level would make a small limit all level 1: interleave the levels (stable sort by index).
-        rows = sorted(rows, key=lambda row: int(row["id"].rsplit("-", 1)[1]))[: ev.limit]
-    else:
-        rows = load_prompts(name, split=ev.split, subset=ev.subset, fields=ev.fields, limit=ev.limit)
-    task = "code" if all(row["task"] == "code" for row in rows) else "math"
-    k = ev.samples or samples_for(name, task)
-    return Benchmark(name, rows, k, dataset_identity(cfg, name))
 
 
 def default_run_name(model: str) -> str:

@@ -16,6 +16,7 @@ from distill import models
 from distill.config import load_config
 from distill.data import load_prompts
 from distill.engines.base import R1_MATH_INSTRUCTION
+from distill.eval_sets import samples_for
 from distill.metrics import bootstrap_stderr, consensus_correct, k_values, majority_answer, pass_at_k
 
 # --- metrics ------------------------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def test_bootstrap_stderr_is_close_to_the_analytic_one():
     ],
 )
 def test_default_samples_follow_open_r1(name, task, k):
-    assert evaluation.samples_for(name, task) == k
+    assert samples_for(name, task) == k
 
 
 # --- a scripted evaluation of five GSM8K problems --------------------------------------------------------------------
