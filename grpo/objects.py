@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from distill.config import Config, ConfigError
-from distill.training.objects import check_method, load_model, lora_config, trainer_config, use_bf16
+from distill.training.objects import check_method, load_model, lora_config, shared_args, trainer_config
 
 TARGETS = ("teacher", "student")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -59,8 +59,7 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
 
     g = cfg.grpo
     kwargs = dict(
-        output_dir=str(out_dir),
-        seed=cfg.seed,
+        **shared_args(cfg, g, out_dir),
         num_generations=g.num_generations,
         loss_type=g.loss_type,
         beta=g.beta,
@@ -74,31 +73,16 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
         max_completion_length=g.max_completion_length,
         mask_truncated_completions=g.mask_truncated_completions,
         reward_weights=reward_weights,
-        learning_rate=g.learning_rate,
-        lr_scheduler_type=g.lr_scheduler,
-        warmup_steps=g.warmup_steps,
-        weight_decay=g.weight_decay,
-        max_grad_norm=g.max_grad_norm,
         per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
-        num_train_epochs=g.num_epochs,
-        max_steps=g.max_steps,
-        gradient_checkpointing=g.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if g.gradient_checkpointing else None,
-        bf16=use_bf16(cfg, g),
         # Deterministic forwards: dropout would make the old/new log-prob ratios (and vLLM's) noisy.
         disable_dropout=True,
         logging_steps=1,
-        save_strategy="steps",
-        save_steps=g.save_steps,
-        save_total_limit=g.save_total_limit,
         log_completions=g.log_completions,
         use_vllm=vllm,
         vllm_mode=g.vllm_mode,
         vllm_server_base_url=g.vllm_server_base_url,
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=g.vllm_tensor_parallel_size,
-        report_to="none",
     )
     return trainer_config(GRPOConfig, kwargs, g.trainer, "grpo")
 

@@ -85,39 +85,47 @@ def liger_available() -> bool:
     return importlib.util.find_spec("liger_kernel") is not None and cuda()
 
 
+def shared_args(cfg: Config, section, out_dir: Path) -> dict:
+    """The TrainingArguments fields the sft and grpo sections share under the same keys: schedule, clipping,
+    accumulation, length of training, checkpointing, precision and saving."""
+    return dict(
+        output_dir=str(out_dir),
+        seed=cfg.seed,
+        learning_rate=section.learning_rate,
+        lr_scheduler_type=section.lr_scheduler,
+        warmup_steps=section.warmup_steps,
+        weight_decay=section.weight_decay,
+        max_grad_norm=section.max_grad_norm,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        num_train_epochs=section.num_epochs,
+        max_steps=section.max_steps,
+        gradient_checkpointing=section.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
+        bf16=use_bf16(cfg, section),
+        save_strategy="steps",
+        save_steps=section.save_steps,
+        save_total_limit=section.save_total_limit,
+        report_to="none",
+    )
+
+
 def sft_args(cfg: Config, out_dir: Path):
     """trl.SFTConfig from the sft section; sft.trainer passes any other field through. Raises ConfigError."""
     from trl import SFTConfig
 
     sft = cfg.sft
     kwargs = dict(
-        output_dir=str(out_dir),
-        seed=cfg.seed,
+        **shared_args(cfg, sft, out_dir),
         max_length=sft.max_length,
         packing=sft.packing,
         padding_free=sft.padding_free,
         # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.data).
         completion_only_loss=True,
         per_device_train_batch_size=sft.per_device_batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps,
-        learning_rate=sft.learning_rate,
-        lr_scheduler_type=sft.lr_scheduler,
-        warmup_steps=sft.warmup_steps,
-        weight_decay=sft.weight_decay,
-        max_grad_norm=sft.max_grad_norm,
-        num_train_epochs=sft.num_epochs,
-        max_steps=sft.max_steps,
-        gradient_checkpointing=sft.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
-        bf16=use_bf16(cfg, sft),
         use_liger_kernel=sft.liger and liger_available(),
         eos_token=sft.eos_token,
         chat_template_path=sft.chat_template_path,
         logging_steps=sft.logging_steps,
-        save_strategy="steps",
-        save_steps=sft.save_steps,
-        save_total_limit=sft.save_total_limit,
-        report_to="none",
     )
     return trainer_config(SFTConfig, kwargs, sft.trainer, "sft")
 

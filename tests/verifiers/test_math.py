@@ -403,8 +403,22 @@ def pool():
     why = "distill.verifiers.pool (VerifierPool) or a module it imports is not written yet"
     pool_module = pytest.importorskip("distill.verifiers.pool", reason=why)
     with pool_module.VerifierPool(workers=2, timeout=TIMEOUT) as verifier_pool:
-        list(verifier_pool.map([{"task": "math", "completion": boxed("1"), "answer": "1"}]))  # warm the workers
-        yield verifier_pool
+        yield verifier_pool.warm_up()
+
+
+def test_warm_up_starts_every_worker_before_any_row():
+    import psutil
+
+    from distill.verifiers.pool import VerifierPool
+
+    def processes() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+
+    before = processes()
+    with VerifierPool(workers=2, timeout=TIMEOUT) as fresh:
+        assert len(processes() - before) == 0  # the pool starts its workers lazily...
+        fresh.warm_up()
+        assert len(processes() - before) >= 2  # ...and warm_up starts them all now, not during sampling
 
 
 @pytest.mark.parametrize(("completion", "gold"), [c[1:] for c in PATHOLOGICAL], ids=[c[0] for c in PATHOLOGICAL])
