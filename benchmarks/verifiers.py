@@ -5,8 +5,10 @@
 Math: the 500 MATH-500 reference solutions as completions against their `answer` field.
   baseline  = math_verify.verify(parse("$gold$"), parse(solution)) serially, in this process
   ours      = distill.verify's VerifierPool (time-bounded worker processes), in input order
-Code: the 164 HumanEval and 427 MBPP canonical solutions, each a sandboxed run (target: >= 20 verdicts/s).
-Prints verdicts/s, p50/p99 latency (ms) and the ratio ours/baseline. Run it alone: timings need both cores.
+Code: the 164 HumanEval and 427 MBPP canonical solutions, each a sandboxed run (target: >= 20 verdicts/s), side by
+side with the previous isolation (the program and then the tests in one process and one namespace, no control
+group) on the same rows. Prints verdicts/s, p50/p99 latency (ms) and the ratios. Run it alone: timings need both
+cores.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from distill.data import prompt_helpers  # noqa: E402
+from distill.verifiers import cgroups, sandbox  # noqa: E402
+from distill.verifiers.code import extract_program  # noqa: E402
 from distill.verifiers.pool import VerifierPool, settle  # noqa: E402
 
 
@@ -33,15 +39,40 @@ def math_rows(data: Path) -> list[dict]:
 
 
 def code_rows(data: Path) -> list[dict]:
+    """The canonical solutions as completions, with tests and entry points as distill.data builds them."""
     rows = []
     for r in _read(data / "humaneval.jsonl"):
         program = r["prompt"] + r["canonical_solution"]
-        tests = r["test"] + f"\ncheck({r['entry_point']})\n"
-        rows.append({"task": "code", "completion": f"```python\n{program}\n```", "tests": tests})
+        tests = prompt_helpers(r["prompt"], r["entry_point"]) + r["test"] + f"\ncheck({r['entry_point']})\n"
+        rows.append({"task": "code", "completion": f"```python\n{program}\n```", "tests": tests,
+                     "entry_point": r["entry_point"]})  # fmt: skip
     for r in _read(data / "mbpp_sanitized.jsonl"):
         tests = "\n".join(r["test_imports"] + r["test_list"]) + "\n"
-        rows.append({"task": "code", "completion": f"```python\n{r['code']}\n```", "tests": tests})
+        rows.append({"task": "code", "completion": f"```python\n{r['code']}\n```", "tests": tests,
+                     "entry_point": r["entry_point"]})  # fmt: skip
     return rows
+
+
+def previous_isolation(rows: list[dict], workers: int) -> dict:
+    """The isolation before the judge: program + tests run as one script in one sandboxed process, no cgroup."""
+    original = sandbox.cgroups.open_group
+    sandbox.cgroups.open_group = lambda *a, **k: None  # the old runs had no control group
+    try:
+
+        def one(row: dict) -> tuple[bool, float]:
+            t = time.perf_counter()
+            program = extract_program(row["completion"]) + "\n" + row["tests"]
+            r = sandbox.run_sandboxed(program, limits=sandbox.Limits(timeout=5.0))
+            return r.exit_code == 0, time.perf_counter() - t
+
+        with ThreadPoolExecutor(workers) as threads:
+            list(threads.map(one, rows[: workers * 2]))
+            start = time.perf_counter()
+            results = list(threads.map(one, rows))
+            elapsed = time.perf_counter() - start
+    finally:
+        sandbox.cgroups.open_group = original
+    return {"rate": len(rows) / elapsed, "passed": sum(ok for ok, _ in results), "latencies": [t for _, t in results]}
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -106,9 +137,13 @@ def main() -> None:
     print(f"ratio ours/baseline: {mine['rate'] / base['rate']:.2f}x  (target >= 1.8x)")
 
     rows = code_rows(args.data)[: args.limit]
+    layer = f"{sandbox.backend()} + {cgroups.layer()}"  # probed before previous_isolation hides the groups
+    old = previous_isolation(rows, args.workers)
     code = ours(rows, args.workers)
-    print(f"\nHumanEval + MBPP canonical solutions ({len(rows)} rows, sandboxed)")
-    print(_line(f"distill VerifierPool, {args.workers} threads", code) + f"   {code['counts']}")
+    print(f"\nHumanEval + MBPP canonical solutions ({len(rows)} rows, sandboxed: {layer})")
+    print(_line("previous: program+tests, 1 process", old) + f"   passed {old['passed']}")
+    print(_line(f"judged: VerifierPool, {args.workers} threads", code) + f"   {code['counts']}")
+    print(f"ratio judged/previous: {code['rate'] / old['rate']:.2f}x")
     print(f"target >= 20 verdicts/s: {'met' if code['rate'] >= 20 else 'NOT met'}")
 
 

@@ -19,6 +19,7 @@ it is returned, so bad rows stop a run before any sampling, with a one-line Data
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import os
@@ -100,14 +101,33 @@ def _gsm8k(row: dict, index: int) -> dict:
 
 
 def _humaneval(row: dict, index: int) -> dict:
-    """The signature and docstring to complete; the tests call the file's `check` on the entry point."""
+    """The signature and docstring to complete; the tests call the file's `check` on the entry point.
+
+    The prompt's own imports and helpers (HumanEval/32 `poly`, /38 `encode_cyclic`, ...) go into the tests too, so
+    the tests use the prompt's helpers and never a program's redefinition of them.
+    """
     prompt = row["prompt"] if row["prompt"].endswith("\n") else row["prompt"] + "\n"
     return {
         "id": row["task_id"],
         "problem": f"Complete the following Python function:\n```python\n{prompt}```",
-        "tests": f"{row['test']}\ncheck({row['entry_point']})\n",
+        "tests": f"{prompt_helpers(prompt, row['entry_point'])}{row['test']}\ncheck({row['entry_point']})\n",
         "entry_point": row["entry_point"],
     }
+
+
+def prompt_helpers(prompt: str, entry_point: str) -> str:
+    """The top-level statements of a HumanEval prompt other than the function to complete, as source."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError as e:
+        raise RowError(f"field 'prompt': does not parse as Python ({e.msg}, line {e.lineno})") from None
+    lines = prompt.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if getattr(node, "name", None) != entry_point:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept += lines[first - 1 : node.end_lineno]
+    return "".join(kept)
 
 
 def _mbpp(row: dict, index: int) -> dict:

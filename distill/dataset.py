@@ -67,6 +67,7 @@ def _row(prompt: dict, record: dict, index: int, teacher: str) -> dict:
         "task": prompt["task"],
         "answer": None if prompt.get("answer") is None else str(prompt["answer"]),
         "tests": prompt.get("tests"),
+        "entry_point": prompt.get("entry_point"),
         "io": json.dumps(prompt["io"]) if prompt.get("io") is not None else None,
         "source": prompt["source"],
         "level": prompt.get("level"),

@@ -23,6 +23,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from distill.verifiers import sandbox
 from distill.verifiers.base import VERDICTS
 from distill.verifiers.pool import VerifierPool
 from distill.verifiers.rows import RowError, check_completion, check_reference
@@ -81,19 +82,30 @@ def run(input_path: str, output: str | None, workers: int | None, timeout: float
         total = sum(1 for _ in read_rows(input_path))  # check every line before any verdict
         rows = read_rows(input_path)
     counts: Counter = Counter()
+    code_rows = 0
     start = time.perf_counter()
     with atomic_output(output) as out, VerifierPool(workers=workers, timeout=timeout) as pool:
         bar = tqdm(total=total, unit="verdict", desc="verify", file=sys.stderr, disable=None)
         for row, verdict in pool.judge(rows):
             counts[verdict.verdict] += 1
+            code_rows += row.get("task") == "code"
             out.write(json.dumps({**row, **verdict.to_dict()}, ensure_ascii=False) + "\n")
             bar.update()
         bar.close()
-    elapsed = time.perf_counter() - start
-    summary = ", ".join(f"{v} {counts[v]}" for v in VERDICTS)
-    rate = sum(counts.values()) / elapsed if elapsed else 0.0
-    print(f"verify: {sum(counts.values())} rows: {summary}; {rate:.1f} verdicts/s", file=sys.stderr)
+    isolation = sandbox.isolation() if code_rows else None
+    print(summary_line(counts, pool.timeouts, time.perf_counter() - start, isolation), file=sys.stderr)
     return counts
+
+
+def summary_line(counts: Counter, timeouts: Counter, elapsed: float, isolation: str | None = None) -> str:
+    """The run's one line on stderr: rows by verdict, the pool's timeouts (VerifierPool.timeouts), the sandbox and
+    memory-cap layers that ran the code rows (sandbox.isolation(); None without code rows) and the rate."""
+    total = sum(counts.values())
+    verdicts = ", ".join(f"{v} {counts[v]}" for v in VERDICTS)
+    hit = ", ".join(f"{k} {timeouts[k]}" for k in ("cpu", "wall", "retried", "recovered"))
+    rate = total / elapsed if elapsed else 0.0
+    layers = f"; sandbox {isolation}" if isolation else ""
+    return f"verify: {total} rows: {verdicts}; timeouts: {hit}{layers}; {rate:.1f} verdicts/s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="JSONL rows to judge ('-' for stdin)")
     parser.add_argument("--output", "-o", help="where to write the judged rows (default: stdout)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per verdict (default: 5)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds of CPU time per verdict (default: 5)")
     args = parser.parse_args(argv)
     try:
         run(args.input, args.output, args.workers, args.timeout)

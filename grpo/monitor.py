@@ -12,12 +12,17 @@ One JSON line per logged step (`logging_steps=1`) with the fields in FIELDS, rea
     kl                kl                            mean per-token k3 KL to the reference model
     clip_ratio        clip_ratio/region_mean        share of tokens whose ratio was clipped (low or high)
     format_gaming     format_gaming                 share gaming the format reward (grpo.rewards.is_format_gaming)
+    verifier_error_share
+                      verifier_error_share          share of completions with an `error` verdict (the verifier or its
+                                                    sandbox failed): unscored, TRL leaves them out (grpo.rewards)
+    verifier_errors   verifier_error_share x completions per step: how many of the step's completions were left out
     num_tokens        num_tokens                    prompt + completion tokens through the policy so far (trained)
     tokens_per_s      (mean_length x completions per step) / step_time: generated tokens per second of a step
 
 Warnings (logged and kept in the line's `warnings`): reward hacking -- format reward rising while accuracy falls over
 the last `window` steps; a collapse of the mean length below a fraction of its early value; a large share of
-completions gaming the format reward.
+completions gaming the format reward; a step whose share of `error` verdicts passes ERROR_SHARE (once when it crosses,
+again only after a step back at or below it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ from statistics import fmean
 from transformers import TrainerCallback
 
 log = logging.getLogger("grpo.monitor")
+
+# A step with more than this share of `error` verdicts (the verifier or its sandbox failed, not the policy) is warned
+# about: those completions teach nothing, and a broken sandbox shows up here first.
+ERROR_SHARE = 0.05
 
 # Our field -> TRL 1.16's log key.
 FIELDS = {
@@ -47,6 +56,7 @@ FIELDS = {
     "clip_ratio_high": "clip_ratio/high_mean",
     "entropy": "entropy",
     "format_gaming": "format_gaming",
+    "verifier_error_share": "verifier_error_share",
     "frac_reward_zero_std": "frac_reward_zero_std",
     "loss": "loss",
     "grad_norm": "grad_norm",
@@ -56,22 +66,25 @@ FIELDS = {
     # vLLM rollouts only: |vLLM's log-prob - the trainer's| per token; large values mean the engine's weights are stale.
     "sampling_logp_diff": "sampling/sampling_logp_difference/mean",
 }
-RECORD_KEYS = ("step", *FIELDS, "rewards", "tokens_per_s", "warnings")
+RECORD_KEYS = ("step", *FIELDS, "rewards", "tokens_per_s", "verifier_errors", "warnings")
 
 
 @dataclass
 class Detector:
     """Warnings from the metric history (oldest first). window: logged steps compared (two halves); min_change:
     the rise in format reward and the fall in accuracy that together flag reward hacking; collapse_fraction: mean
-    length below this share of its first-window mean; gaming_share: share of format-gaming completions in a step."""
+    length below this share of its first-window mean; gaming_share: share of format-gaming completions in a step;
+    error_share: share of `error` verdicts in a step above which the verifier is warned about."""
 
     window: int = 10
     min_change: float = 0.1
     collapse_fraction: float = 0.5
     gaming_share: float = 0.5
+    error_share: float = ERROR_SHARE
 
     def check(self, history: list[dict]) -> list[str]:
-        return [w for w in (self.reward_hacking(history), self.length_collapse(history), self.gaming(history)) if w]
+        checks = (self.reward_hacking, self.length_collapse, self.gaming, self.verifier_errors)
+        return [w for w in (check(history) for check in checks) if w]
 
     def reward_hacking(self, history: list[dict]) -> str | None:
         rows = [r for r in history if r.get("format") is not None and r.get("accuracy") is not None][-self.window :]
@@ -102,6 +115,20 @@ class Detector:
             return f"{share:.0%} of completions game the format reward (perfect format, wrong answer, no reasoning)"
         return None
 
+    def verifier_errors(self, history: list[dict]) -> str | None:
+        """When the step's error share passes error_share and the step before (if any) was at or below it."""
+        shares = [r.get("verifier_error_share") for r in history[-2:]]
+        if not shares or shares[-1] is None or shares[-1] <= self.error_share:
+            return None
+        if len(shares) == 2 and shares[0] is not None and shares[0] > self.error_share:
+            return None  # still above: warned when it crossed
+        errors = history[-1].get("verifier_errors")
+        count = f" ({errors} completions)" if errors is not None else ""
+        return (
+            f"{shares[-1]:.0%} of verdicts are `error`{count}, above {self.error_share:.0%}: the verifier or its "
+            "sandbox is failing; those completions are left out of the update"
+        )
+
 
 def record_from_logs(step: int, logs: dict, components: list[str], completions_per_step: int) -> dict:
     """One JSONL record from a Trainer log dict (TRL's keys)."""
@@ -109,6 +136,9 @@ def record_from_logs(step: int, logs: dict, components: list[str], completions_p
     record["rewards"] = {name: logs.get(f"rewards/{name}/mean") for name in components}
     length, seconds = record["mean_length"], record["step_time"]
     record["tokens_per_s"] = round(length * completions_per_step / seconds, 2) if length and seconds else None
+    # TRL logs the mean of the generation batches' shares; the batches are the same size, so share x completions.
+    share = record["verifier_error_share"]
+    record["verifier_errors"] = round(share * completions_per_step) if share is not None else None
     return record
 
 

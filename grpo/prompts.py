@@ -28,7 +28,7 @@ R1_ZERO_INSTRUCTION = (
 # Sources whose rows ask for the plain-number fallback (distill.tasks, distill.data's gsm8k): a distill.generate
 # dataset does not store the flag, so prompts read back from one get it from their source.
 FALLBACK_SOURCES = frozenset({"synthetic", "gsm8k"})
-COLUMNS = ("id", "task", "answer", "tests", "io", "fallback_last_number", "level", "source", "pass_rate")
+COLUMNS = ("id", "task", "answer", "tests", "entry_point", "io", "fallback_last_number", "level", "source", "pass_rate")
 
 
 def template_name(cfg: Config) -> str:
@@ -138,6 +138,7 @@ def training_rows(prompts: list[dict], template: str) -> list[dict]:
             "task": p["task"],
             "answer": None if p.get("answer") is None else str(p["answer"]),
             "tests": p.get("tests"),
+            "entry_point": p.get("entry_point"),
             "io": None if p.get("io") is None else json.dumps(p["io"]),
             "fallback_last_number": bool(p.get("fallback_last_number", False)),
         }

@@ -7,12 +7,23 @@ of each function's rewards as `rewards/<name>/mean`; `GRPOConfig.reward_weights`
 - accuracy: the row's verifier (VERIFIERS[task]: math or code) run through a VerifierPool, so a hanging verdict is
   killed after its time bound. A completion cut at max_completion_length earns nothing, as in distill.generate (R1
   keeps only finished traces, and the plain-number fallback would credit whatever number the text stopped on).
+  A `timeout` verdict earns 0 (the policy's program or answer ran too long); an `error` verdict (the verifier or the
+  sandbox failed) is not the policy's doing and earns None -- see SKIPPING below.
 - format, language, overlong, repetition: the SHAPING functions, called directly (pure, microseconds each).
 - reflection: a monitor, weight 0: 1.0 when the completion holds a reflection phrase ("wait", "let me re-check",
   "re-evaluate", ...), so TRL's mean is the share of such completions -- the aha-moment tracker.
 Accuracy and format are always computed (weight 0 when not rewarded): the reward-hacking monitor compares them. The
 accuracy function also logs `format_gaming` through TRL's `log_metric`: the share of completions with perfect format,
-a wrong answer and next to no reasoning (`<think>x</think>\\boxed{}`).
+a wrong answer and next to no reasoning (`<think>x</think>\\boxed{}`), and `verifier_error_share`: the share of the
+batch's completions left unscored because their verdict was `error` (grpo.monitor turns it into a count per step and
+warns past a threshold).
+
+SKIPPING. TRL 1.16's GRPOTrainer._calculate_rewards turns a None reward into NaN, and _generate_and_score_completions
+scores a completion with `(rewards_per_func * reward_weights).nansum(dim=1)`: a NaN next to numbers counts as 0, so a
+None from accuracy alone would still score the completion as wrong (the weight-0 format and reflection functions always
+return numbers). Only a completion for which EVERY function returns None is left out (`unscorable_mask`: reward NaN,
+out of its group's mean and std, advantage 0 through nan_to_num). So accuracy records which completions errored (Skips)
+and every other function built here returns None for the same completions.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from distill.verifiers.registry import SHAPING
 COMPONENTS = ("accuracy", "format", "language", "overlong", "repetition")
 MONITORS = ("reflection",)
 # Reference fields a verifier reads from a row (verify_math: answer, fallback_last_number; verify_code: tests, io).
-REFERENCE_FIELDS = ("answer", "tests", "io", "fallback_last_number")
+REFERENCE_FIELDS = ("answer", "tests", "entry_point", "io", "fallback_last_number")
 # Fewer words of reasoning than this, with perfect format and a wrong answer, is gaming the format reward.
 MIN_REASONING_WORDS = 5
 # R1's "aha moment" words and the self-checks that follow them; word boundaries keep "await" and "hmmm" out.
@@ -38,7 +49,25 @@ REFLECTION = re.compile(
     re.IGNORECASE,
 )
 
-RewardFunc = Callable[..., list[float]]
+RewardFunc = Callable[..., list[float | None]]
+
+
+class Skips:
+    """Which completions of the batch being scored got an `error` verdict: accuracy records them, the other reward
+    functions of build_reward_funcs return None for them. TRL passes the same `completions` list to every reward
+    function of one batch (accuracy first), so the list's identity names the batch; any other list has no skips."""
+
+    def __init__(self) -> None:
+        self._completions: list | None = None
+        self._errors: list[bool] = []
+
+    def record(self, completions: list, errors: list[bool]) -> None:
+        self._completions, self._errors = completions, errors
+
+    def errors(self, completions: list) -> list[bool]:
+        if completions is self._completions:
+            return self._errors
+        return [False] * len(completions)
 
 
 def completion_text(completion: str | list[dict]) -> str:
@@ -75,10 +104,11 @@ def _reference(columns: dict, i: int) -> dict:
     return ref
 
 
-def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int]) -> RewardFunc:
-    """1.0 for a verified-correct answer, else 0.0; also logs the format-gaming share."""
+def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int], skips: Skips | None = None) -> RewardFunc:
+    """1.0 for a verified-correct answer, None when the verifier failed (`error`), else 0.0; also logs the
+    format-gaming share and the share of `error` verdicts. A truncated completion earns 0.0 whatever its verdict."""
 
-    def accuracy(completions, task, completion_ids=None, log_metric=None, **columns) -> list[float]:
+    def accuracy(completions, task, completion_ids=None, log_metric=None, **columns) -> list[float | None]:
         texts = [completion_text(c) for c in completions]
         rows = [
             {"task": t, "completion": x, **_reference(columns, i)}
@@ -86,18 +116,36 @@ def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int]) -> R
         ]
         verdicts: list[Verdict] = list(pool.map(rows))
         ids = completion_ids or [None] * len(texts)
-        scores = [
-            0.0 if is_truncated(ids[i], max_length, eos_ids) else (1.0 if v.verdict == "correct" else 0.0)
-            for i, v in enumerate(verdicts)
+        truncated = [is_truncated(ids[i], max_length, eos_ids) for i in range(len(texts))]
+        errors = [v.verdict == "error" and not cut for v, cut in zip(verdicts, truncated, strict=True)]
+        scores: list[float | None] = [
+            0.0 if cut else (None if failed else (1.0 if v.verdict == "correct" else 0.0))
+            for v, cut, failed in zip(verdicts, truncated, errors, strict=True)
         ]
+        if skips is not None:
+            skips.record(completions, errors)
         if log_metric is not None:
             gaming = [
-                is_format_gaming(x, SHAPING["format"](x).reward, s > 0) for x, s in zip(texts, scores, strict=True)
+                is_format_gaming(x, SHAPING["format"](x).reward, s > 0)
+                for x, s in zip(texts, scores, strict=True)
+                if s is not None
             ]
-            log_metric("format_gaming", sum(gaming) / max(len(gaming), 1))
+            if gaming:  # none when every verdict failed: no share to report
+                log_metric("format_gaming", sum(gaming) / len(gaming))
+            log_metric("verifier_error_share", sum(errors) / max(len(errors), 1))
         return scores
 
     return _named("accuracy", accuracy)
+
+
+def skipping(func: RewardFunc, skips: Skips) -> RewardFunc:
+    """`func`, returning None for the completions whose verifier failed (so TRL leaves them out: see SKIPPING)."""
+
+    def skipped(completions, **columns) -> list[float | None]:
+        scores = func(completions=completions, **columns)
+        return [None if e else s for s, e in zip(scores, skips.errors(completions), strict=True)]
+
+    return _named(func.__name__, skipped)
 
 
 def shaping_reward(name: str, **params) -> RewardFunc:
@@ -130,7 +178,8 @@ def build_reward_funcs(
     overlong_cache: int | None = None,
     repetition_ngram: int = 3,
 ) -> tuple[list[RewardFunc], list[float]]:
-    """The reward functions and their weights, in the same order, for GRPOTrainer and GRPOConfig.reward_weights."""
+    """The reward functions and their weights, in the same order, for GRPOTrainer and GRPOConfig.reward_weights.
+    A completion whose verifier failed gets None from every one of them, so TRL skips it (see SKIPPING)."""
     unknown = sorted(set(weights) - set(COMPONENTS))
     if unknown:
         raise ValueError(f"unknown reward component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
@@ -139,12 +188,13 @@ def build_reward_funcs(
         "overlong": {"max_length": max_completion_length, "cache_length": overlong_cache or max_completion_length // 4},
         "repetition": {"ngram_size": repetition_ngram},
     }
-    funcs = [accuracy_reward(pool, max_completion_length, eos_ids)]
+    skips = Skips()
+    funcs = [accuracy_reward(pool, max_completion_length, eos_ids, skips)]  # first: it records the skips
     scale = [weights.get("accuracy", 0.0)]
     for name in COMPONENTS[1:]:
         if weights.get(name, 0.0) != 0.0 or name == "format":
-            funcs.append(shaping_reward(name, **params.get(name, {})))
+            funcs.append(skipping(shaping_reward(name, **params.get(name, {})), skips))
             scale.append(weights.get(name, 0.0))
-    funcs.append(reflection)
+    funcs.append(skipping(reflection, skips))
     scale.append(0.0)
     return funcs, scale

@@ -88,6 +88,15 @@ def test_humaneval_canonical_solutions_verify(shared_data):
         assert verdict.verdict == "correct" and verdict.reward == 1.0, (row["id"], verdict)
 
 
+def test_humaneval_rows_carry_the_prompts_helpers(shared_data):
+    """The tests define the prompt's helpers themselves, so a program's redefinition of them is never used."""
+    rows = {r["id"]: r for r in load_prompts("humaneval", data_dir=shared_data)}
+    assert rows["HumanEval/38"]["tests"].startswith("def encode_cyclic(s: str):")
+    assert "def poly(xs: list, x: float):" in rows["HumanEval/32"]["tests"]
+    assert "def find_zero" not in rows["HumanEval/32"]["tests"] and rows["HumanEval/32"]["entry_point"] == "find_zero"
+    assert rows["HumanEval/0"]["tests"].startswith("from typing import List\n")
+
+
 def test_data_folder_from_environment(shared_data, monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILL_DATA", str(shared_data))
     assert data_folder() == shared_data

@@ -9,12 +9,13 @@ import pytest
 
 from distill.config import ConfigError, load_config
 from grpo import rewards
-from grpo.monitor import FIELDS, RECORD_KEYS, Detector, record_from_logs
+from grpo.monitor import ERROR_SHARE, FIELDS, RECORD_KEYS, Detector, GRPOMonitor, record_from_logs
 from grpo.prompts import collect_prompts, filter_by_pass_rate, render_prompt, training_rows
 
 EOS = 2
 GAMED = "<think>x</think>\\boxed{}"
 HONEST = "<think>3 plus 4 makes 7, so the sum is 7.</think> The answer is \\boxed{7}."
+BROKEN = "<think>3 plus 4 makes 7.</think> \\boxed{7}"  # the ScriptedPool's verifier fails on this one
 
 
 class InlinePool:
@@ -24,6 +25,25 @@ class InlinePool:
         from distill.verifiers.registry import verify_row
 
         return (verify_row(row) for row in rows)
+
+
+class ScriptedPool(InlinePool):
+    """The shared verifiers, except for the completions given a verdict here (a sandbox that fails on demand)."""
+
+    def __init__(self, verdicts: dict[str, str]) -> None:
+        self.verdicts = verdicts
+
+    def map(self, rows):
+        from distill.verifiers import base
+
+        rows = list(rows)
+        real = iter(super().map([r for r in rows if r["completion"] not in self.verdicts]))
+        return [
+            getattr(base, self.verdicts[r["completion"]])("scripted")
+            if r["completion"] in self.verdicts
+            else next(real)
+            for r in rows
+        ]
 
 
 def _call(func, completions, ids=None, **columns):
@@ -57,6 +77,46 @@ def test_accuracy_reward_runs_the_shared_verifier(completion, ids, expected):
     assert accuracy.__name__ == "accuracy" and scores == [expected]
 
 
+@pytest.mark.parametrize(
+    ("verdict", "ids", "expected", "error_share"),
+    [
+        ("correct", [5, EOS], 1.0, 0.0),
+        ("wrong", [5, EOS], 0.0, 0.0),
+        ("no_answer", [5, EOS], 0.0, 0.0),
+        ("timeout", [5, EOS], 0.0, 0.0),  # the policy's program or answer ran too long: its fault, no credit
+        ("error", [5, EOS], None, 1.0),  # the verifier or the sandbox failed: not the policy's fault, TRL skips it
+        ("error", [5, 5, 5, 5], 0.0, 0.0),  # cut at max_completion_length: no credit whatever the verifier did
+    ],
+)
+def test_accuracy_reward_per_verdict(verdict, ids, expected, error_share):
+    accuracy = rewards.accuracy_reward(ScriptedPool({HONEST: verdict}), max_length=4, eos_ids={EOS})
+    scores, metrics = _call(accuracy, [HONEST], [ids])
+    assert scores == [expected]
+    assert metrics["verifier_error_share"] == error_share
+
+
+def test_every_reward_function_skips_a_completion_whose_verifier_failed():
+    """One None among numbers counts as 0 in TRL's nansum: every function must return None for it, not accuracy alone."""
+    weights = {"accuracy": 1.0, "format": 0.5, "language": 0.1, "overlong": 0.25, "repetition": 0.1}
+    funcs, _ = rewards.build_reward_funcs(
+        weights, ScriptedPool({BROKEN: "error"}), max_completion_length=8, eos_ids={EOS}
+    )
+    completions = [HONEST, BROKEN, GAMED]  # one list for every function of the batch, as TRL passes it
+    metrics: dict[str, float] = {}
+    columns = {"task": ["math"] * 3, "answer": ["7"] * 3, "log_metric": metrics.__setitem__}
+    table = {
+        f.__name__: f(prompts=["q"] * 3, completions=completions, completion_ids=[[5, EOS]] * 3, **columns)
+        for f in funcs
+    }
+    assert list(table) == ["accuracy", "format", "language", "overlong", "repetition", "reflection"]
+    assert table["accuracy"] == [1.0, None, 0.0]
+    assert all(scores[1] is None for scores in table.values()), table
+    assert all(scores[0] is not None and scores[2] is not None for scores in table.values()), table
+    assert metrics == {"verifier_error_share": pytest.approx(1 / 3), "format_gaming": 0.5}  # of the 2 scored
+    # The next batch (another list) starts clean: a completion is skipped only in the batch whose verifier failed.
+    assert funcs[1](completions=[BROKEN], completion_ids=[[5, EOS]]) == [1.0]
+
+
 def test_accuracy_reward_passes_reference_fields_per_row():
     accuracy = rewards.accuracy_reward(InlinePool(), max_length=64, eos_ids={EOS})
     plain = ["The sum is 7", "The sum is 7"]
@@ -81,6 +141,95 @@ def test_shaping_rewards_and_weights_come_from_the_recipe_keys():
     assert overlong == [0.0, -0.5, -1.0]  # DAPO: linear over the last 4 tokens before 8
     with pytest.raises(ValueError, match="unknown reward component"):
         rewards.build_reward_funcs({"acuracy": 1.0}, InlinePool(), max_completion_length=8, eos_ids={EOS})
+
+
+def _trl_rewards_per_func(funcs, completions, answers):
+    """TRL 1.16's own GRPOTrainer._calculate_rewards (None -> NaN) on our reward functions, without a trainer."""
+    from types import SimpleNamespace
+
+    from accelerate import PartialState
+    from trl import GRPOTrainer
+
+    PartialState()  # one CPU process: TRL's gather and its accelerate logger need the state
+    fake = SimpleNamespace(
+        accelerator=SimpleNamespace(device="cpu", is_main_process=True),
+        args=SimpleNamespace(report_to=[]),
+        state=SimpleNamespace(global_step=0),
+        reward_funcs=funcs,
+        reward_processing_classes=[None] * len(funcs),
+        reward_func_names=[f.__name__ for f in funcs],
+        environments=None,
+        _log_completion_extra=lambda *a, **k: None,
+        _log_metric=lambda name, value: None,
+    )
+    inputs = [
+        {"prompt": "q", "completion": c, "task": "math", "answer": a} for c, a in zip(completions, answers, strict=True)
+    ]
+    ids = [[5, EOS]] * len(completions)
+    return GRPOTrainer._calculate_rewards.__wrapped__(fake, inputs, ["q"] * len(completions), completions, ids)
+
+
+def _trl_scores(rewards_per_func, weights, num_generations):
+    """TRL 1.16's _generate_and_score_completions from rewards_per_func to advantages (sum_then_normalize, group
+    scaling), line for line: test_trl_still_combines_rewards_as_mirrored checks the lines are still TRL's."""
+    import torch
+    from trl.trainer.utils import nanstd
+
+    unscorable_mask = torch.isnan(rewards_per_func).all(dim=1)
+    rewards = (rewards_per_func * torch.tensor(weights).unsqueeze(0)).nansum(dim=1)
+    rewards[unscorable_mask] = torch.nan
+    mean_grouped_rewards = torch.nanmean(rewards.view(-1, num_generations), dim=1)
+    mean_grouped_rewards = mean_grouped_rewards.repeat_interleave(num_generations, dim=0)
+    std_rewards = nanstd(rewards.view(-1, num_generations), dim=1)
+    std_rewards = std_rewards.repeat_interleave(num_generations, dim=0)
+    advantages = rewards - mean_grouped_rewards
+    advantages = advantages / (std_rewards + 1e-4)
+    advantages = torch.nan_to_num(advantages, nan=0.0)
+    return rewards, advantages
+
+
+TRL_LINES = (
+    "output_reward_func = [reward if reward is not None else torch.nan for reward in output_reward_func]",
+    "unscorable_mask = torch.isnan(rewards_per_func).all(dim=1)",
+    "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)",
+    "rewards[unscorable_mask] = torch.nan",
+    "mean_grouped_rewards = torch.nanmean(rewards.view(-1, num_generations), dim=1)",
+    "std_rewards = nanstd(rewards.view(-1, num_generations), dim=1)",
+    "advantages = torch.nan_to_num(advantages, nan=0.0)",
+)
+
+
+def test_trl_still_combines_rewards_as_mirrored():
+    import importlib.util
+
+    source = Path(importlib.util.find_spec("trl.trainer.grpo_trainer").origin).read_text()
+    assert [line for line in TRL_LINES if line not in source] == []
+
+
+def test_a_failed_verifier_moves_nothing_even_when_a_whole_group_fails(caplog):
+    """Two groups of 4 through TRL's own None -> NaN and its combination: a completion whose verifier failed is out of
+    its group's baseline with advantage 0, and a group where every verifier failed gives 0 advantages, not NaN."""
+    import torch
+
+    weights = {"accuracy": 1.0, "format": 0.5}
+    pool = ScriptedPool({BROKEN: "error", "The sum is \\boxed{7}": "error"})
+    funcs, scale = rewards.build_reward_funcs(weights, pool, max_completion_length=64, eos_ids={EOS})
+    group = [HONEST, BROKEN, "\\boxed{8}", "\\boxed{8}"]  # correct, verifier failed, wrong, wrong
+    failed = [BROKEN, BROKEN, "The sum is \\boxed{7}", BROKEN]  # every verifier failed
+    with caplog.at_level("WARNING"):
+        per_func = _trl_rewards_per_func(funcs, group + failed, ["7"] * 8)
+    assert "All reward functions returned None" in caplog.text  # TRL's own warning for such a completion
+    assert torch.isnan(per_func[1]).all() and torch.isnan(per_func[4:]).all()
+    assert not torch.isnan(per_func[[0, 2, 3]]).any()
+
+    rewards_, advantages = _trl_scores(per_func, scale, num_generations=4)
+    assert torch.isfinite(advantages).all()
+    assert advantages[1] == 0 and (advantages[4:] == 0).all()
+    # The baseline is the mean of the three scored completions, not of four with the failed one counted as wrong.
+    scored = rewards_[[0, 2, 3]]
+    assert torch.allclose(advantages[[0, 2, 3]], (scored - scored.mean()) / (scored.std() + 1e-4))
+    assert advantages[0] > 0 > advantages[2]
+    assert torch.isfinite(torch.nanmean(rewards_))  # TRL's logged reward: the failed rows are left out
 
 
 @pytest.mark.parametrize(
@@ -150,6 +299,42 @@ def test_a_completion_gaming_the_format_reward_is_flagged():
     assert history[-1]["format_gaming"] == 1.0 and history[-1]["accuracy"] == 0.0 and history[-1]["format"] == 1.0
     assert any("game the format reward" in w for w in warnings)
     assert any("reward hacking" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("per_step", "shares", "counts", "warned_steps"),
+    [
+        # warned when the share crosses the threshold, not again while it stays above, again after it came back
+        (8, [0.0, 0.25, 0.5, 0.0, 0.125], [0, 2, 4, 0, 1], [2, 5]),
+        (20, [0.05, 0.05, 0.1], [1, 1, 2], [3]),  # 1 in 20 is at the threshold, not past it
+        (8, [1.0], [8], [1]),  # every verifier failed in the first step
+        (8, [None, 0.5], [None, 4], [2]),  # a step logged without the share
+    ],
+)
+def test_monitor_counts_verifier_errors_and_warns_past_the_threshold(
+    tmp_path, caplog, per_step, shares, counts, warned_steps
+):
+    from types import SimpleNamespace
+
+    monitor = GRPOMonitor(tmp_path, ["accuracy", "format"], per_step, Detector(error_share=ERROR_SHARE))
+    state = SimpleNamespace(global_step=0, is_world_process_zero=True)
+    monitor.on_train_begin(None, state, None)
+    for share in shares:
+        state.global_step += 1
+        every_failed = share == 1.0  # TRL logs None for a mean over no scored completion
+        logs = {"reward": None if every_failed else 0.5, "rewards/accuracy/mean": None if every_failed else 0.5}
+        if share is not None:
+            logs["verifier_error_share"] = share
+        with caplog.at_level("WARNING", logger="grpo.monitor"):
+            monitor.on_log(None, state, None, logs=logs)
+
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["verifier_errors"] for r in lines] == counts
+    assert [r["verifier_error_share"] for r in lines] == shares
+    warned = [r["step"] for r in lines if any("`error`" in w for w in r["warnings"])]
+    assert warned == warned_steps
+    logged = [r for r in caplog.records if "`error`" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"] * len(warned_steps)
 
 
 # --- prompts ------------------------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
-from distill.verify import main
+from distill.verifiers import sandbox
+from distill.verify import main, summary_line
 
 MATH_ROWS = [
     {"id": "a", "task": "math", "completion": "<think>6*7</think> \\boxed{42}", "answer": "42"},
@@ -40,6 +42,26 @@ def test_rows_come_back_in_order_with_verdicts(tmp_path, capsys):
     assert rows[0]["completion"] == MATH_ROWS[0]["completion"]  # the row itself is kept
     err = capsys.readouterr().err
     assert "30 rows: correct 15, wrong 10, no_answer 5, timeout 0, error 0" in err and "verdicts/s" in err
+    assert "timeouts: cpu 0, wall 0, retried 0, recovered 0" in err
+
+
+def test_summary_line_counts_the_pools_timeouts():
+    counts = Counter(correct=3, timeout=1)
+    timeouts = Counter(cpu=1, wall=2, retried=2, recovered=1)  # one row over its CPU bound, one judged on retry
+    assert summary_line(counts, timeouts, 2.0) == (
+        "verify: 4 rows: correct 3, wrong 0, no_answer 0, timeout 1, error 0; "
+        "timeouts: cpu 1, wall 2, retried 2, recovered 1; 2.0 verdicts/s"
+    )
+    assert "; sandbox bwrap+cgroup1; " in summary_line(counts, timeouts, 2.0, "bwrap+cgroup1")
+
+
+def test_summary_line_names_the_sandbox_layers_of_code_rows(tmp_path, capsys):
+    code = {"task": "code", "completion": "```python\ndef f(): return 1\n```", "tests": "assert f() == 1"}
+    src = _write(tmp_path / "code.jsonl", [code])
+    assert main([str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "correct 1" in err and f"; sandbox {sandbox.isolation()}; " in err
+    assert sandbox.isolation().split("+")[1] in ("cgroup2", "cgroup1", "rlimit")
 
 
 def test_stdout_when_no_output_is_given(tmp_path):
@@ -80,7 +102,7 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert "nope.jsonl" in capsys.readouterr().err
 
 
-def test_pathological_row_times_out_and_the_rest_still_verify(tmp_path):
+def test_pathological_row_times_out_and_the_rest_still_verify(tmp_path, capsys):
     tower = "2^{" * 12 + "2" + "}" * 12
     rows = [
         {"task": "math", "completion": f"\\boxed{{{tower}}}", "answer": f"{tower}+1"},
@@ -91,3 +113,5 @@ def test_pathological_row_times_out_and_the_rest_still_verify(tmp_path):
     assert main([str(src), "--output", str(out), "--workers", "2", "--timeout", "1"]) == 0
     verdicts = [json.loads(line)["verdict"] for line in out.read_text().splitlines()]
     assert verdicts[0] in ("timeout", "wrong") and verdicts[1:] == ["correct", "correct"]
+    if verdicts[0] == "timeout":
+        assert "timeouts: cpu 1" in capsys.readouterr().err

@@ -32,6 +32,9 @@ def check_reference(row: dict) -> None:
             raise RowError("fields 'tests'/'io': a code row needs exactly one of them")
         if has_tests and not isinstance(row["tests"], str):
             raise RowError("field 'tests': expected Python source as a string")
+        entry = row.get("entry_point")
+        if entry is not None and not (isinstance(entry, str) and entry.isidentifier()):
+            raise RowError(f"field 'entry_point': expected a Python name, got {entry!r}")
         if has_io:
             _check_io(row["io"])
 

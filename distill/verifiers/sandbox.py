@@ -41,6 +41,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from distill.verifiers import cgroups, seccomp
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("bwrap", "unshare", "plain")
@@ -50,37 +52,115 @@ _STDERR_TAIL = 8192  # bytes of stderr kept
 _RESULT_CAP = 4096  # bytes accepted on the result pipe
 _STARTED = b"S"  # the bootstrap writes this once limits and uid are in place, before any untrusted code runs
 
-# Runs as `python -I -S -B -c BOOTSTRAP CFG_FD RESULT_FD`. The config (marshal) arrives on CFG_FD (a memfd, so
-# nothing is written to disk and the program cannot reopen it once it is closed).
+# Runs as `python -I -S -B -c BOOTSTRAP CFG_FD RESULT_FD [JUDGE_FD]`. The config (marshal) arrives on CFG_FD (a
+# memfd, so nothing is written to disk and the program cannot reopen it once it is closed). With JUDGE_FD, the run is
+# judged: the bootstrap forks the program's process first, and only then reads the judge's config (the tests, the
+# nonce) from JUDGE_FD and forks the judge under another uid, so the program's memory never held either (see
+# sandboxed/judge.py). Untrusted code never runs in this process.
 BOOTSTRAP = r"""
 import os, sys, marshal, resource
-_cfg_fd, _res_fd = int(sys.argv[1]), int(sys.argv[2])
-_chunks = []
-while True:
-    _b = os.read(_cfg_fd, 1 << 20)
-    if not _b:
-        break
-    _chunks.append(_b)
-os.close(_cfg_fd)
-_cfg = marshal.loads(b"".join(_chunks))
-del _chunks, _b
+def _read(fd):
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    return marshal.loads(b"".join(chunks))
+def _seccomp(program):
+    # no new user namespaces (unshare/clone with CLONE_NEWUSER; clone3 -> ENOSYS so libc falls back to clone)
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = Prog(len(program) // 8, ctypes.addressof(buf))
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+        raise OSError(ctypes.get_errno(), "seccomp")
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no ptrace, no /proc/PID/mem or fd of this process
+def _code(driver):  # the host sends a code object when this is its own interpreter (no compile per run)
+    return driver if type(driver) is type(_code.__code__) else compile(driver, "<driver>", "exec", dont_inherit=True)
+def _become(uid):
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+def _keep_only(fds):
+    low = 3
+    for fd in sorted(fds):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+def _run(driver, g, uid, keep):  # in a forked process of a judged run
+    _become(uid)
+    _keep_only(keep)
+    try:
+        exec(_code(driver), g)
+        sys.stdout.flush()
+    except BaseException as e:
+        try:  # the interpreter's own printer: importing traceback would cost every failing run ~10 ms
+            sys.__excepthook__(type(e), e, e.__traceback__)
+            sys.__stderr__.flush()
+        except BaseException:
+            pass
+        os._exit(1)  # not a normal exit: leftover threads or atexit hooks of the program must not delay it
+    os._exit(0)
+_fds = [int(a) for a in sys.argv[1:]]
+_res_fd = _fds[1]
+_cfg = _read(_fds[0])
 for _name, _soft, _hard in _cfg["rlimits"]:
     resource.setrlimit(getattr(resource, _name), (_soft, _hard))
-if _cfg["uid"] is not None:
-    os.setgroups([])
-    os.setresgid(_cfg["uid"], _cfg["uid"], _cfg["uid"])
-    os.setresuid(_cfg["uid"], _cfg["uid"], _cfg["uid"])
-os.closerange(3, _res_fd)
-os.closerange(_res_fd + 1, 1 << 16)
+if _cfg["seccomp"]:
+    _seccomp(_cfg["seccomp"])
 sys.path.extend(_cfg["path"])
 import builtins
 builtins.exit = builtins.quit = sys.exit  # -S skips site, which defines them
 sys.argv = ["solution.py"]
 os.write(_res_fd, b"S")
-_g = {"__name__": "__sandbox_driver__", "PROGRAM": _cfg["program"], "PAYLOAD": _cfg["payload"], "RESULT_FD": _res_fd}
-_driver = compile(_cfg["driver"], "<driver>", "exec", dont_inherit=True)
-del _cfg
-exec(_driver, _g)
+_g = {"__name__": "__sandbox_driver__", "PROGRAM": _cfg["program"], "PAYLOAD": _cfg["payload"]}
+if len(_fds) == 2:  # one program: it ends as a script does (atexit hooks, buffers flushed, traceback on error)
+    _g["RESULT_FD"] = _res_fd
+    _become(_cfg["uid"])
+    _keep_only([_res_fd])
+    _driver = _code(_cfg["driver"])
+    del _cfg
+    exec(_driver, _g)
+    sys.exit(0)
+import json, struct  # the wire format's modules, imported once here rather than in both forked processes
+_req_r, _req_w = os.pipe()
+_resp_r, _resp_w = os.pipe()
+_program = os.fork()
+if _program == 0:
+    _g.update(REQUESTS=_req_r, RESPONSES=_resp_w)
+    _driver, _uid = _cfg["driver"], _cfg["uid"]
+    del _cfg
+    _run(_driver, _g, _uid, [_req_r, _resp_w])
+os.close(_req_r)
+os.close(_resp_w)
+del _g, _cfg
+_judge = _read(_fds[2])
+_judge_pid = os.fork()
+if _judge_pid == 0:
+    _g = {"__name__": "__judge__", "PAYLOAD": _judge["payload"], "RESULT_FD": _res_fd, "REQUESTS": _req_w,
+          "RESPONSES": _resp_r}
+    _run(_judge["driver"], _g, _judge["uid"], [_res_fd, _req_w, _resp_r])
+del _judge
+os.close(_req_w)
+os.close(_resp_r)
+_status = os.waitstatus_to_exitcode(os.waitpid(_judge_pid, 0)[1])
+_fate = b"running"
+try:
+    if _status == 0:
+        raise OSError("passed: the program's fate does not matter")  # how the program ended, for the host's timeout classification; it may still be serving (judge passed)
+    import select
+    _pidfd = os.pidfd_open(_program)
+    if select.select([_pidfd], [], [], 0.2)[0]:
+        _fate = b"%d" % os.waitstatus_to_exitcode(os.waitpid(_program, 0)[1])
+except OSError:
+    pass
+os.write(_res_fd, b"\0" + _fate)
+os._exit(_status)
 """
 
 # The default driver: run PROGRAM as the __main__ script. Its source is also written to the cwd so that the
@@ -105,8 +185,10 @@ class Limits:
     """Resource limits for one sandboxed run.
 
     timeout: wall-clock seconds from launch (sandbox and interpreter start, ~20 ms, included); the per-process
-        CPU-time limit is the same, rounded up to whole seconds.
+        CPU-time limit is one second more, rounded up, so that a busy loop always ends on the wall clock.
     memory_bytes: address-space limit per process (RLIMIT_AS).
+    run_memory_bytes: memory of the whole run, every process, memfd, shm and tmpfs page included (the control
+        group's cap, see cgroups.py; only where a cgroup layer works).
     max_output_bytes: stdout (and, separately, stderr) bytes read before the run is killed.
     file_bytes: largest file the program may write (RLIMIT_FSIZE).
     disk_bytes: size of the writable tmpfs at /sandbox (bwrap only; /dev/shm gets a quarter of it).
@@ -119,6 +201,7 @@ class Limits:
     file_bytes: int = 16 << 20
     disk_bytes: int = 64 << 20
     nproc: int = 32
+    run_memory_bytes: int = (1 << 30) + (256 << 20)
 
 
 @dataclass(frozen=True)
@@ -127,7 +210,11 @@ class SandboxResult:
 
     exit_code: the exit status, or minus the signal that killed it (bwrap's 128+N is mapped back to -N).
     stdout: up to max_output_bytes of standard output. stderr_tail: the last 8 KiB of standard error.
-    result: what the driver wrote to the result pipe (after the start marker), at most 4 KiB.
+    result: what the driver (the judge, in a judged run) wrote to the result pipe after the start marker, at most
+        4 KiB. program_exit: in a judged run, how the program's process ended when the judge failed it (exit
+        status, or minus a signal), None while it was still running or when the judge passed it.
+    memory_cap / memory_peak: the cgroups layer that capped the run's memory, and the run's peak in bytes by that
+        group's count (None without a group).
     started: the bootstrap set the limits, dropped privileges and reached the driver; False means the sandbox
         itself failed (the untrusted code never ran).
     timed_out: "wall" or "cpu" when a time limit ended the run, else None.
@@ -144,6 +231,9 @@ class SandboxResult:
     output_exceeded: bool
     wall_seconds: float
     backend: str
+    program_exit: int | None = None
+    memory_cap: str = "rlimit"  # the cgroups layer that capped the whole run's memory
+    memory_peak: int | None = None
 
 
 class SandboxUnavailable(RuntimeError):
@@ -232,7 +322,7 @@ def _command(backend: str, limits: Limits, root: bool, python: str) -> list[str]
     if backend == "bwrap":
         return [*_bwrap_args(limits, root, python), *interpreter]
     if backend == "unshare":
-        flags = ["--net", "--pid", "--mount", "--mount-proc", "--fork", "--kill-child"]
+        flags = ["--net", "--pid", "--ipc", "--mount", "--mount-proc", "--fork", "--kill-child"]
         return ["unshare", *flags, *([] if root else ["--map-root-user"])] + interpreter
     return interpreter
 
@@ -245,7 +335,7 @@ def _env(home: str) -> dict[str, str]:
 
 
 def _cpu_seconds(limits: Limits) -> int:
-    return max(1, math.ceil(limits.timeout))
+    return math.ceil(limits.timeout) + 1
 
 
 def _rlimits(limits: Limits) -> list[tuple[str, int, int]]:
@@ -260,6 +350,11 @@ def _rlimits(limits: Limits) -> list[tuple[str, int, int]]:
     ]
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled(driver: str):
+    return compile(driver, "<driver>", "exec", dont_inherit=True)
+
+
 def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     view = memoryview(data)
@@ -272,30 +367,45 @@ def _memfd(name: str, data: bytes) -> int:
 class _Run:
     """One launched sandbox: its pipes, the loop that reads them under the caps, and the cleanup."""
 
-    def __init__(self, backend: str, limits: Limits, python: str, stdin: bytes | None, config: dict) -> None:
-        self.backend, self.limits, self.proc, self.workdir, self.uid = backend, limits, None, None, None
+    def __init__(self, backend: str, limits: Limits, python: str, stdin: bytes | None, config: dict,
+                 judge: dict | None = None) -> None:  # fmt: skip
+        self.backend, self.limits, self.proc, self.workdir, self.group = backend, limits, None, None, None
+        self.uids: list[int] = []
         self.out, self.err, self.res, self.info = bytearray(), bytearray(), bytearray(), bytearray()
-        self.err_total, self.exceeded, self.timed_out = 0, False, None
+        self.err_total, self.exceeded, self.timed_out, self.judged = 0, False, None, judge is not None
         (self.res_r, res_w), (self.info_r, info_w) = os.pipe(), os.pipe()
         os.set_blocking(self.info_r, False)
         close = [res_w, info_w]
         try:
-            self.uid = _uids.acquire() if os.geteuid() == 0 else None
+            if os.geteuid() == 0:  # the program's uid, and the judge's: neither can signal or trace the other
+                self.uids = [_uids.acquire() for _ in range(2 if judge is not None else 1)]
+            uid = self.uids[0] if self.uids else None
             if backend != "bwrap":
                 self.workdir = tempfile.mkdtemp(prefix="sandbox-")
-                if self.uid is not None:
-                    os.chown(self.workdir, self.uid, self.uid)
-            config = {**config, "uid": self.uid, "rlimits": _rlimits(limits),
+                if uid is not None:
+                    os.chown(self.workdir, uid, uid)
+            if python == sys.executable:
+                config["driver"] = _compiled(config["driver"])
+                judge = judge and {**judge, "driver": _compiled(judge["driver"])}
+            config = {**config, "uid": uid, "rlimits": _rlimits(limits), "seccomp": seccomp.no_user_namespaces(),
                       "path": _site_paths() if python == sys.executable else []}  # fmt: skip
             close.append(cfg_fd := _memfd("sandbox-config", marshal.dumps(config)))
+            fds = [cfg_fd, res_w]
+            if judge is not None:
+                judge = {**judge, "uid": self.uids[1] if self.uids else None}
+                fds.append(_memfd("sandbox-judge", marshal.dumps(judge)))
+                close.append(fds[-1])
             in_fd = subprocess.DEVNULL if stdin is None else _memfd("sandbox-stdin", stdin)
             close += [in_fd] if stdin is not None else []
-            cmd = _command(backend, limits, self.uid is not None, python) + [str(cfg_fd), str(res_w)]
+            cmd = _command(backend, limits, uid is not None, python) + [str(fd) for fd in fds]
             if backend == "bwrap":  # bwrap reports the pid of its init there; see finish()
                 cmd[1:1] = ["--info-fd", str(info_w)]
+            self.group = cgroups.open_group(cgroups.layer(), limits.run_memory_bytes, 2 * limits.nproc + 8)
+            if self.group is not None:
+                cmd = self.group.prefix + cmd
             self.start = time.monotonic()
             self.proc = subprocess.Popen(
-                cmd, stdin=in_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(cfg_fd, res_w, info_w),
+                cmd, stdin=in_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(*fds, info_w),
                 cwd=self.workdir or "/", env=_env(self.workdir or "/sandbox"),
                 start_new_session=True,  # its own session and process group, which cleanup kills whole
             )  # fmt: skip
@@ -375,17 +485,29 @@ class _Run:
                 code = 128 - code  # bwrap reports a child killed by signal N as 128 + N
         else:  # without a pid namespace, children may have left the group or the session
             _killpg(pid)
-            if self.uid is not None and self.backend == "plain":
-                _kill_uid(self.uid)
+            if self.backend == "plain" and self.group is None:
+                for uid in self.uids:
+                    _kill_uid(uid)
+        cap = cgroups.layer() if self.group is not None else "rlimit"
+        peak = self.group.peak_bytes() if self.group is not None else None
         self._release()
-        if self.timed_out is None and not self.exceeded and code in (-signal.SIGXCPU, -signal.SIGKILL):
-            self.timed_out = "cpu"  # soft CPU limit: SIGXCPU; the hard one (if SIGXCPU is caught): SIGKILL
         started = self.res[:1] == _STARTED
+        result, program_exit = self._parse_result() if started else (b"", None)
+        if self.timed_out is None and not self.exceeded and _cpu_killed(code, program_exit):
+            self.timed_out = "cpu"  # soft CPU limit: SIGXCPU; the hard one (if SIGXCPU is caught): SIGKILL
         return SandboxResult(
             exit_code=code, stdout=bytes(self.out[: self.limits.max_output_bytes]), stderr_tail=bytes(self.err),
-            result=bytes(self.res[1:]) if started else b"", started=started, timed_out=self.timed_out,
-            output_exceeded=self.exceeded, wall_seconds=wall, backend=self.backend,
+            result=result, started=started, timed_out=self.timed_out, output_exceeded=self.exceeded,
+            wall_seconds=wall, backend=self.backend, program_exit=program_exit, memory_cap=cap, memory_peak=peak,
         )  # fmt: skip
+
+    def _parse_result(self) -> tuple[bytes, int | None]:
+        """The driver's bytes, and (judged runs) the program's exit status that the bootstrap appended."""
+        body = bytes(self.res[1:])
+        if not self.judged or b"\0" not in body:
+            return body, None
+        result, _, fate = body.rpartition(b"\0")
+        return result, int(fate) if fate.lstrip(b"-").isdigit() else None
 
     def _release(self) -> None:
         if self.proc is not None:
@@ -393,10 +515,18 @@ class _Run:
             self.proc.stderr.close()
         os.close(self.res_r)
         os.close(self.info_r)
+        if self.group is not None:
+            self.group.close()
+            self.group = None
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.uid is not None:
-            _uids.release(self.uid)
+        for uid in self.uids:
+            _uids.release(uid)
+        self.uids = []
+
+
+def _cpu_killed(code: int | None, program_exit: int | None) -> bool:
+    return any(c in (-signal.SIGXCPU, -signal.SIGKILL) for c in (code, program_exit))
 
 
 def _await_namespace(info_r: int, info: bytearray, limit: float = 5.0) -> None:
@@ -463,8 +593,8 @@ def _running_as(uid: int) -> bool:
 
 
 def _launch(backend: str, program: str, stdin: bytes | None, limits: Limits, driver: str, payload: dict,
-            python: str) -> SandboxResult:  # fmt: skip
-    run = _Run(backend, limits, python, stdin, {"program": program, "payload": payload, "driver": driver})
+            python: str, judge: dict | None = None) -> SandboxResult:  # fmt: skip
+    run = _Run(backend, limits, python, stdin, {"program": program, "payload": payload, "driver": driver}, judge)
     try:
         run.pump()
     finally:
@@ -502,6 +632,15 @@ def backend() -> str:
     return _probed[0]
 
 
+def isolation() -> str:
+    """The layers that run untrusted code here, e.g. "bwrap+cgroup1": the sandbox, then the run's memory cap."""
+    try:
+        name = backend()
+    except SandboxUnavailable:
+        name = "none"
+    return f"{name}+{cgroups.layer()}"
+
+
 def run_sandboxed(
     program: str,
     *,
@@ -525,3 +664,24 @@ def run_sandboxed(
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {name!r}")
     return _launch(name, program, stdin, limits or Limits(), driver, payload or {}, python or sys.executable)
+
+
+def run_judged(
+    program: str,
+    *,
+    driver: str,
+    judge_driver: str,
+    judge_payload: dict,
+    limits: Limits | None = None,
+    backend_name: str | None = None,
+    python: str | None = None,
+) -> SandboxResult:
+    """Run `program` under `driver` in one process and `judge_driver` in another (see BOOTSTRAP). Thread-safe.
+
+    The program's process gets globals PROGRAM, REQUESTS and RESPONSES (pipe ends to and from the judge); the
+    judge's gets PAYLOAD (`judge_payload`, marshal-able), RESULT_FD, REQUESTS and RESPONSES. Only the judge holds
+    the result pipe, and the judge's config is read only after the program's process was forked.
+    """
+    name = backend_name or backend()
+    judge = {"driver": judge_driver, "payload": judge_payload}
+    return _launch(name, program, None, limits or Limits(), driver, {}, python or sys.executable, judge)

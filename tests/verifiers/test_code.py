@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.verifiers import sandbox
+from distill.data import prompt_helpers
+from distill.verifiers import code, sandbox
 from distill.verifiers.code import extract_program, verify_code
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -44,9 +45,19 @@ def rows(name: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def verify_all(jobs: list[tuple[str, str]], timeout: float = 5.0) -> list:
+def verify_all(jobs: list[tuple], timeout: float = 5.0) -> list:
+    """Verdicts of (program, tests[, entry_point]) jobs."""
+
+    def one(job: tuple):
+        return verify_code(fence(job[0]), tests=job[1], entry_point=job[2] if len(job) > 2 else None, timeout=timeout)
+
     with ThreadPoolExecutor(2) as pool:  # the verifier is used from thread pools; this also checks thread safety
-        return list(pool.map(lambda j: verify_code(fence(j[0]), tests=j[1], timeout=timeout), jobs))
+        return list(pool.map(one, jobs))
+
+
+def humaneval_tests(row: dict) -> str:
+    """A HumanEval row's tests as distill.data builds them: the prompt's helpers, the test, the check call."""
+    return prompt_helpers(row["prompt"], row["entry_point"]) + row["test"] + f"\ncheck({row['entry_point']})"
 
 
 def processes_with(marker: str) -> list[int]:
@@ -109,13 +120,14 @@ def test_argument_errors_and_bad_tests():
 @pytest.mark.slow
 def test_humaneval_canonical_pass_and_mutants_fail():
     data = rows("humaneval.jsonl")
-    tests = [r["test"] + f"\ncheck({r['entry_point']})" for r in data]
-    verdicts = verify_all([(r["prompt"] + r["canonical_solution"], t) for r, t in zip(data, tests, strict=True)])
+    tests = [humaneval_tests(r) for r in data]
+    jobs = [(r["prompt"] + r["canonical_solution"], t, r["entry_point"]) for r, t in zip(data, tests, strict=True)]
+    verdicts = verify_all(jobs)
     failed = [(r["task_id"], v) for r, v in zip(data, verdicts, strict=True) if v.verdict != "correct"]
     assert not failed and len(verdicts) == 164
-    mutants = [(r["prompt"] + "    return None\n", t) for r, t in zip(data, tests, strict=True)]
+    mutants = [(r["prompt"] + "    return None\n", t, r["entry_point"]) for r, t in zip(data, tests, strict=True)]
     swapped = [data[(i + 1) % len(data)]["canonical_solution"] for i in range(len(data))]
-    mutants += [(r["prompt"] + body, t) for r, body, t in zip(data, swapped, tests, strict=True)]
+    mutants += [(r["prompt"] + body, t, r["entry_point"]) for r, body, t in zip(data, swapped, tests, strict=True)]
     passed = [(i, v) for i, v in enumerate(verify_all(mutants)) if v.verdict == "correct"]
     assert not passed  # measured: all 328 mutants fail (wrong, or timeout for a few swapped bodies)
 
@@ -125,15 +137,17 @@ def test_mbpp_canonical_pass_and_mutants_fail():
     data = rows("mbpp_sanitized.jsonl")
     tests = ["\n".join(r["test_imports"] + r["test_list"]) for r in data]
     # task 123 (amicable numbers below 9999) takes ~6 s of CPU in the reference solution itself
-    verdicts = verify_all([(r["code"], t) for r, t in zip(data, tests, strict=True)], timeout=30.0)
+    jobs = [(r["code"], t, r["entry_point"]) for r, t in zip(data, tests, strict=True)]
+    verdicts = verify_all(jobs, timeout=30.0)
     failed = [(r["task_id"], v) for r, v in zip(data, verdicts, strict=True) if v.verdict != "correct"]
     assert not failed and len(verdicts) == 427
     mutants = [
-        (f"def {r['entry_point']}(*args, **kwargs):\n    return None\n", t) for r, t in zip(data, tests, strict=True)
+        (f"def {r['entry_point']}(*args, **kwargs):\n    return None\n", t, r["entry_point"])
+        for r, t in zip(data, tests, strict=True)
     ]
     for i, (r, t) in enumerate(zip(data, tests, strict=True)):
         other = data[(i + 1) % len(data)]
-        mutants.append((other["code"] + f"\n{r['entry_point']} = {other['entry_point']}\n", t))
+        mutants.append((other["code"] + f"\n{r['entry_point']} = {other['entry_point']}\n", t, r["entry_point"]))
     passed = [(i, v) for i, v in enumerate(verify_all(mutants)) if v.verdict == "correct"]
     assert not passed  # measured: all 854 mutants fail
 
@@ -192,18 +206,202 @@ def test_always_equal_hacks_in_containers_and_orderings():
         assert verify_code(fence(fake + program), tests=tests).verdict == "wrong", program
 
 
-def test_honest_rich_comparisons_still_pass():
+def test_honest_rich_values_still_pass():
     program = (
-        "from dataclasses import dataclass\nfrom fractions import Fraction\nfrom collections import Counter, OrderedDict\n"
-        "@dataclass\nclass P:\n    x: int\n"
-        "def f(): return P(1)\ndef g(): return Fraction(1, 2)\ndef h(): return Counter('aab')\n"
-        "def k(): return OrderedDict(a=1)\ndef m(): return float('nan')\n"
+        "from fractions import Fraction\nfrom decimal import Decimal\nfrom collections import Counter, OrderedDict, namedtuple\n"
+        "P = namedtuple('P', 'x y')\nclass Pair:\n    def __init__(self, a, b): self.a, self.b = a, b\n"
+        "def g(): return Fraction(1, 2)\ndef h(): return Counter('aab')\ndef k(): return OrderedDict(a=1)\n"
+        "def m(): return float('nan')\ndef p(): return P(1, 2)\ndef big(): return 3 ** 5000\n"
+        "def gen(n): return (i * i for i in range(n))\ndef d(): return Decimal('1.10')\n"
+        "def longest(pairs): return max(p.b - p.a for p in pairs)\ndef sort_in_place(xs): xs.sort()\n"
+        "def fails(x):\n    raise ValueError(x)\n"
     )
     tests = (
-        "assert f() == P(1)\nassert g() == 0.5\nassert h() == {'a': 2, 'b': 1}\nassert k() == {'a': 1}\n"
-        "assert g() < 1\nassert m() != m()\nassert 'a' in h()\nassert f() in [P(1)]"
+        "assert g() == 0.5\nassert h() == {'a': 2, 'b': 1}\nassert k() == {'a': 1}\nassert g() < 1\n"
+        "assert m() != m()\nassert 'a' in h()\nassert p() == (1, 2) and p()[1] == 2\nassert big() == 3 ** 5000\n"
+        "assert list(gen(4)) == [0, 1, 4, 9]\nassert d() == __import__('decimal').Decimal('1.1')\n"
+        "assert longest([Pair(1, 5), Pair(2, 3)]) == 4\nxs = [3, 1, 2]\nsort_in_place(xs)\nassert xs == [1, 2, 3]\n"
+        "try:\n    fails(1)\n    raise AssertionError\nexcept ValueError:\n    pass\n"
+        "assert isinstance(g(), __import__('fractions').Fraction) and type(p()) is tuple\n"
     )
     assert verify_code(fence(program), tests=tests).verdict == "correct"
+
+
+def test_program_objects_equal_only_themselves():
+    """An object that is not plain data stays in the program's process: a known miss, never a credit."""
+    program = "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\ndef f(): return P(1)\n"
+    assert verify_code(fence(program), tests="assert f() == P(1)").verdict == "wrong"
+    assert verify_code(fence(program), tests="p = f()\nassert p == p and p.x == 1").verdict == "correct"
+
+
+# --- credit only for values the program computes (the judge runs the tests apart from the program)
+
+ALWAYS_EQUAL = "class X:\n    __eq__ = lambda s, o: True\n    __hash__ = lambda s: 0\n"
+F_TESTS = "assert f(3) == 10\nassert f(5) == 26\nassert f(0) == 1"
+FORK_CANDIDATES = (
+    "import os\ndef f(n):\n    for c in range(200):\n        pid = os.fork()\n        if pid == 0:\n"
+    "            os.closerange(3, 4096); return c\n"
+    "        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0: return c\n"
+)
+HOSTILE = {
+    "fork one child per candidate answer": (FORK_CANDIDATES, F_TESTS),
+    "fork, child closes every descriptor": (FORK_CANDIDATES.replace("3, 4096", "0, 4096"), F_TESTS),
+    "always-equal in a list subclass": (
+        ALWAYS_EQUAL + "class L(list): pass\ndef f(n): return L([X()])",
+        "assert f(3) == [10]",
+    ),
+    "always-equal in a namedtuple": (
+        ALWAYS_EQUAL + "import collections\nP = collections.namedtuple('P', 'a b')\ndef f(n): return P(X(), X())",
+        "assert f(3) == (10, 1)",
+    ),
+    "always-equal in a defaultdict": (
+        ALWAYS_EQUAL
+        + "import collections\ndef f(n):\n    d = collections.defaultdict(X)\n    d['a'] = X()\n    return d",
+        "assert f(3) == {'a': 10}",
+    ),
+    "__eq__ True to builtins, NotImplemented otherwise": (
+        "class X:\n    def __eq__(s, o):\n        return True if type(o) in (int, str, list) else NotImplemented\n"
+        "def f(n): return X()",
+        F_TESTS,
+    ),
+    "always-equal past a walk's budget": (
+        ALWAYS_EQUAL + "def f(n): return [0] * 100001 + [X()]",
+        "assert f(3) == [0] * 100001 + [10]",
+    ),
+    "top-level patch of operator.eq": (
+        ALWAYS_EQUAL
+        + "import operator\noperator.eq = lambda a, b: True\nclass L(list): pass\ndef f(n): return L([X()])",
+        "import operator\nassert operator.eq(f(3), [10])\nassert f(3) == [10]",
+    ),
+    "math.isclose replaced": (
+        "import math\nmath.isclose = lambda *a, **k: True\ndef f(n): return 0.0",
+        "import math\nassert math.isclose(f(3), 10.0)",
+    ),
+    "fake module in sys.modules": (
+        "import sys, types\nm = types.ModuleType('math')\nm.isclose = lambda *a, **k: True\nsys.modules['math'] = m\n"
+        "def f(n): return 0.0",
+        "import math\nassert math.isclose(f(3), 10.0)",
+    ),
+    "a name the tests use without importing it": (
+        "import types\nsys = types.SimpleNamespace(getsizeof=lambda x: 7)\ndef tuple_size(t): return 7",
+        "assert tuple_size((1, 2, 3)) == sys.getsizeof((1, 2, 3))",
+    ),
+    "builtins patched at the top level": (
+        ALWAYS_EQUAL + "import builtins\nbuiltins.abs = lambda x: X()\nbuiltins.len = lambda x: 3\ndef f(n): return 9",
+        "assert abs(f(1)) == 2\nassert len(str(f(3))) == 3",
+    ),
+    "the nonce read from a frame": (
+        "import sys, os\ndef f(n):\n    fr = sys._getframe()\n    while fr is not None:\n"
+        "        p = fr.f_globals.get('PAYLOAD') or {}\n        if 'nonce' in p:\n"
+        "            os.write(fr.f_globals['RESULT_FD'], b'P' + p['nonce']); os._exit(0)\n"
+        "        fr = fr.f_back\n    return 0",
+        F_TESTS,
+    ),
+    "the tests read from memory": (
+        "import gc, re\ndef f(n):\n    for o in gc.get_objects():\n        if isinstance(o, str) and 'assert f(' in o:\n"
+        "            return int(dict(re.findall(r'assert f\\((\\d+)\\) == (\\d+)', o))[str(n)])\n    return -1",
+        F_TESTS,
+    ),
+    "the driver patched through a function's globals": (
+        "import sys\ndef f(n):\n    for fr in list(sys._current_frames().values()):\n        while fr is not None:\n"
+        "            g = fr.f_globals\n            for k in ('__verifier_cmp__', 'CHANNEL', '_cmp'):\n"
+        "                g.pop(k, None)\n            fr = fr.f_back\n    return 0",
+        F_TESTS,
+    ),
+    "a forged verdict on every descriptor": (
+        "import os\ndef f(n):\n    for fd in range(3, 256):\n        try: os.write(fd, b'P' + b'0' * 32)\n"
+        "        except OSError: pass\n    return 0",
+        F_TESTS,
+    ),
+    "exits inside the call": ("import os\ndef f(n): os._exit(0)", F_TESTS),
+    "dies inside a call the tests guard": (
+        "import os\ndef f(n): os._exit(0)",
+        "try:\n    f(3)\nexcept BaseException:\n    pass",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_programs_get_no_credit(name):
+    program, tests = HOSTILE[name]
+    v = verify_code(fence(program), tests=tests, entry_point="f" if "f(" in tests else None, timeout=10.0)
+    assert v.verdict in ("wrong", "timeout"), (name, v)
+
+
+def test_honest_versions_of_the_hostile_tests_pass():
+    """The hostile table's tests are satisfiable: an honest program passes every one that a program can pass."""
+    honest = "import sys\ndef f(n): return n * n + 1\ndef tuple_size(t): return sys.getsizeof(t)"
+    for name, (_, tests) in HOSTILE.items():
+        if "f(3) == [10]" in tests or "(10, 1)" in tests or "{'a': 10}" in tests or "100001" in tests:
+            continue  # these expect other return types; the hack is what matters there
+        if "10.0" in tests or "abs(" in tests or "except BaseException" in tests:
+            continue
+        assert verify_code(fence(honest), tests=tests).verdict == "correct", name
+
+
+def test_prompt_helpers_come_from_the_row_not_the_program():
+    """HumanEval/38: a program that redefines `encode_cyclic` as the identity gets nothing."""
+    row = next((r for r in rows("humaneval.jsonl") if r["task_id"] == "HumanEval/38"), None)
+    assert row is not None
+    hack = "def encode_cyclic(s):\n    return s\ndef decode_cyclic(s):\n    return s\n"
+    tests = humaneval_tests(row)
+    assert verify_code(fence(hack), tests=tests, entry_point="decode_cyclic").verdict == "wrong"
+    honest = row["prompt"] + row["canonical_solution"]
+    assert verify_code(fence(honest), tests=tests, entry_point="decode_cyclic").verdict == "correct"
+
+
+def test_entry_point_is_the_programs_even_where_a_builtin_has_its_name():
+    """MBPP 126 asks for `sum`: the builtin must not stand in for a program that lacks it."""
+    tests = "assert sum(10, 15) == 6"
+    assert verify_code(fence("x = 1"), tests=tests, entry_point="sum").verdict == "wrong"
+    honest = (
+        "def sum(a, b):\n    return __builtins__['sum'](d for d in range(1, min(a, b)) if a % d == 0 and b % d == 0)"
+    )
+    honest = "import builtins\ndef sum(a, b):\n    return builtins.sum(d for d in range(1, min(a, b)) if a % d == b % d == 0)"
+    assert verify_code(fence(honest), tests=tests, entry_point="sum").verdict == "correct"
+
+
+def test_program_text_in_reasons_is_capped_and_marked():
+    long_name = "E" * 3000
+    program = f"class {long_name}(Exception): pass\ndef f(n): raise {long_name}('x' * 3000)"
+    v = verify_code(fence(program), tests=F_TESTS)
+    assert v.verdict == "wrong" and len(v.reason) < 300 and "«" in v.reason, v
+    crash = verify_code(
+        fence(f"class {long_name}(Exception): pass\nraise {long_name}"), io=[{"input": "", "output": ""}]
+    )
+    assert crash.verdict == "wrong" and len(crash.reason) < 300 and "«" in crash.reason, crash
+
+
+def test_no_user_namespaces_inside():
+    program = (
+        "import ctypes, os, subprocess\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "made = libc.unshare(0x10000000) == 0\n"
+        "tool = subprocess.run(['unshare', '--user', 'true'], capture_output=True).returncode == 0\n"
+        "print(made, tool)\n"
+    )
+    r = sandbox.run_sandboxed(program, limits=sandbox.Limits(timeout=10.0))
+    assert r.exit_code == 0 and r.stdout == b"False False\n", (r.stdout, r.stderr_tail[-300:])
+
+
+HOARDERS = {
+    "memfd": "import os\nfds = []\nwhile True:\n    fd = os.memfd_create('x')\n"
+    "    try:\n        os.write(fd, b'x' * (15 << 20))\n    except OSError:\n        pass\n    fds.append(fd)\n",
+    "sysv shm": "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.shmat.restype = ctypes.c_void_p\nwhile True:\n"
+    "    i = libc.shmget(0, 64 << 20, 0o1600)\n    a = libc.shmat(i, None, 0)\n    if i < 0 or a == ctypes.c_void_p(-1).value:\n"
+    "        break\n    ctypes.memset(a, 1, 64 << 20)\n    libc.shmdt(ctypes.c_void_p(a))\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOARDERS))
+def test_one_run_holds_at_most_its_memory_cap(kind):
+    """memfd pages and detached SysV shm escape RLIMIT_AS; the run's control group counts them."""
+    if sandbox.cgroups.layer() == "rlimit":
+        pytest.skip("no writable control group here: the rlimit layer cannot cap memfd or shm")
+    limits = sandbox.Limits(timeout=20.0)
+    r = sandbox.run_sandboxed(HOARDERS[kind], limits=limits)
+    assert r.memory_cap in ("cgroup1", "cgroup2") and r.memory_peak is not None
+    assert r.memory_peak <= limits.run_memory_bytes <= int(1.5 * (1 << 30)), r.memory_peak
+    assert r.exit_code != 0  # the cap ended it (the OOM killer or a failed allocation)
 
 
 # --- the sandbox
@@ -355,4 +553,10 @@ def test_fallback_layers_run_and_clean_up(layer):
     assert r.exit_code == 0 and r.stdout == b"hello\n"
     assert processes_with(marker) == []
     r = sandbox.run_sandboxed("while True: pass", backend_name=layer, python=python, limits=sandbox.Limits(timeout=1))
-    assert r.timed_out == "wall"
+    assert r.timed_out == "wall"  # the CPU limit is a second later, so a busy loop always meets the wall first
+    for program, passed in [("def f(n): return n * n + 1", True), (FORK_CANDIDATES, False)]:
+        nonce = secrets.token_hex(16).encode()
+        payload = {"tests": F_TESTS, "nonce": nonce, "names": ["f"], "entry_points": ["f"], "max_frame": 1 << 20}
+        r = sandbox.run_judged(program, driver=code.PROGRAM_DRIVER, judge_driver=code.JUDGE_DRIVER,
+                               judge_payload=payload, backend_name=layer, python=python)  # fmt: skip
+        assert (r.result == b"P" + nonce) is passed, r

@@ -57,11 +57,39 @@ POLICY = [
         "correct",
         "",
     ),
-    ("parts-boxed-separately", "The roots are $\\boxed{2}$ and $\\boxed{3}$.", "2, 3", "wrong", "hedged"),
+    # The items of a list, set or tuple gold may be boxed one by one (this replaced "box a multi-part answer as one":
+    # R1-style outputs box each root); the boxes must make the gold exactly, one box per item.
+    ("parts-boxed-separately", "The roots are $\\boxed{2}$ and $\\boxed{3}$.", "2, 3", "correct", "together"),
+    ("parts-any-order", "The roots are $\\boxed{3}$ and $\\boxed{2}$.", "2, 3", "correct", "together"),
+    ("r1-roots", "Thus: \\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]", "-2, 1", "correct", ""),
+    (
+        "pairs-boxed-separately",
+        "$$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$$",
+        "(2, 2), (6, 2)",
+        "correct",
+        "",
+    ),
+    ("set-boxed-separately", "\\boxed{1}, \\boxed{2}, \\boxed{3}", "\\{1, 2, 3\\}", "correct", ""),
+    ("tuple-in-order", "So $a = \\boxed{2}$ and $b = \\boxed{3}$.", "(2, 3)", "correct", ""),
+    ("tuple-out-of-order", "So $b = \\boxed{3}$ and $a = \\boxed{2}$.", "(2, 3)", "wrong", "hedged"),
+    ("plus-minus-roots", "$x = \\boxed{1+\\sqrt{2}}$ or $x = \\boxed{1-\\sqrt{2}}$", "1 \\pm \\sqrt{2}", "correct", ""),
     ("parts-boxed-together", "The roots are $\\boxed{2, 3}$.", "2, 3", "correct", ""),
+    ("parts-one-wrong", "The roots are $\\boxed{2}$ and $\\boxed{4}$.", "2, 3", "wrong", "hedged"),
     ("parts-too-many", "The roots are $\\boxed{2}$, $\\boxed{3}$ and $\\boxed{4}$.", "2, 3", "wrong", "hedged"),
+    ("parts-too-few", "The roots are $\\boxed{1}$ and $\\boxed{2}$.", "1, 2, 3", "wrong", "hedged"),
+    ("candidates-for-one-value", "It is $\\boxed{(2, 2)}$ or $\\boxed{(6, 2)}$.", "(2, 2)", "wrong", "hedged"),
     ("hedge-inside-one-box", boxed("2 \\text{ or } 3"), "2", "wrong", ""),
     ("list-inside-one-box", boxed("2, 3"), "2", "wrong", ""),
+    # Minerva's format: "The final answer is $X$" after every box (or with none) is the final answer, alone.
+    (
+        "minerva",
+        "$\\boxed{200}$, $\\boxed{255}$. Final Answer: The final answer is $10,455$. I hope",
+        "10455",
+        "correct",
+        "",
+    ),
+    ("minerva-then-box", "The final answer is $4$. No: $\\boxed{5}$.", "4", "wrong", "boxed 5"),
+    ("minerva-no-dollars", "The final answer is 5.", "5", "no_answer", "no \\boxed"),
 ]
 
 
@@ -204,6 +232,41 @@ def test_equivalence(gold, pred, equivalent):
     assert verify_math(boxed(pred), gold).verdict == ("correct" if equivalent else "wrong")
 
 
+# (case id, gold, boxed prediction, verdict): false positives removed (issue 11), with the nearby cases that stay right.
+# A comma then a space separates list items; a comma between groups of three digits (no space) is a thousands
+# separator, on either side; a plain number never matches a list. Only a name may stand left of a dropped `=`.
+FALSE_POSITIVES = [
+    ("comma-list-as-number", "32349", "32, 349", "wrong"),
+    ("list-gold-2100", "-2, 100", "-2100", "wrong"),
+    ("list-gold-3125", "3, 125", "3125", "wrong"),
+    ("list-gold-10100", "10, 100", "10100", "wrong"),
+    ("list-gold-thousands-pred", "3, 125", "3,125", "wrong"),
+    ("list-pred-for-number-gold", "10100", "10, 100", "wrong"),
+    ("assigned-list-as-number", "32349", "x = 32, 349", "wrong"),
+    ("thousands-comma", "32349", "32,349", "correct"),
+    ("thousands-comma-gold", "1,000", "1000", "correct"),
+    ("thousands-math-style", "32349", "32,\\! 349", "correct"),
+    ("thousands-si-space", "1000", "1 000", "correct"),
+    ("two-digits-spaced", "12", "1 2", "wrong"),
+    ("false-equation", "5", "2+2=5", "wrong"),
+    ("equation-chain", "5", "1=2=3=4=5", "wrong"),
+    ("assignment-chain", "5", "x = 4 = 5", "wrong"),
+    ("expression-equals", "5", "2x = 5", "wrong"),
+    ("name-text", "5", "\\text{area} = 5", "correct"),
+    ("name-subscript", "5", "a_n = 5", "correct"),
+    ("name-greek", "\\frac{\\pi}{2}", "\\theta = \\frac{\\pi}{2}", "correct"),
+    ("name-function", "x^2+1", "f(x) = x^2 + 1", "correct"),
+    ("name-tuple", "(5, 8)", "(x, y) = (5, 8)", "correct"),
+]
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "verdict"), [c[1:] for c in FALSE_POSITIVES], ids=[c[0] for c in FALSE_POSITIVES]
+)
+def test_false_positives(gold, pred, verdict):
+    assert verify_math(boxed(pred), gold).verdict == verdict
+
+
 # --- where plain math-verify is wrong -------------------------------------------------------------------------------
 
 # (case id, completion, gold, our verdict). Plain math-verify (the recommended `verify(parse("$gold$"), parse(text))`,
@@ -294,6 +357,28 @@ ANSWER_KEYS = [
 @pytest.mark.parametrize(("completion", "key"), [c[1:] for c in ANSWER_KEYS], ids=[c[0] for c in ANSWER_KEYS])
 def test_answer_key(completion, key):
     assert answer_key(completion) == key
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "\\boxed{" + "(" * 20_000 + "3" + ")" * 20_000 + "}",
+        "\\boxed{" + "\\frac{1}{" * 12_000 + "1" + "}" * 12_000 + "}",
+    ],
+    ids=["20000-parens", "12000-nested-fracs"],
+)
+def test_answer_key_is_bounded(completion):
+    # answer_key runs in the eval's own process, with no pool to bound it (these took 14.6 s and 62 s).
+    start = time.perf_counter()
+    assert answer_key(completion) is None  # too long to canonicalize: no vote
+    assert time.perf_counter() - start < 2.0
+
+
+def test_answer_key_of_long_answers_near_the_cap_is_fast():
+    nest = "\\frac{1}{" * 180 + "1" + "}" * 180  # just under MAX_KEY_CHARS
+    start = time.perf_counter()
+    assert answer_key(boxed(nest)) is not None and answer_key(boxed("(" * 900 + "3" + ")" * 900)) == "3"
+    assert time.perf_counter() - start < 2.0
 
 
 def test_answer_key_fallback():
