@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from distill import generate  # noqa: E402
 from distill.config import load_config  # noqa: E402
 from distill.engines.base import Request, user_prompt  # noqa: E402
+from distill.rollout import prompt_seed  # noqa: E402
 
 
 class KeepOpen:
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> None:
     requests = [
         Request(
             [{"role": "user", "content": user_prompt(p["problem"], p["task"])}],
-            generate.prompt_seed(params.seed, p["id"]),
+            prompt_seed(params.seed, p["id"]),
         )
         for p in prompts
     ]

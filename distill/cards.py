@@ -15,7 +15,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from distill.config import Config, teacher_name
+from distill.config import Config, card_dir, teacher_name
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION
 from distill.models import BUILTIN_MODELS, COMPLETE_MARKER, cache_dir, model_fingerprint
 
@@ -105,7 +105,7 @@ def render_card_body(cfg: Config, stats: dict, teacher: dict, command: str, imag
             "correct (rejection sampling, as in DeepSeek-R1), written by `distill.generate` of distill-factory.",
             "## Provenance",
             f"- Teacher: `{json.dumps(teacher)}`\n- Command: `{command}`\n"
-            f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}\n"
+            f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
             f"- Software: {', '.join(f'{k} {v}' for k, v in software_versions().items())}",
             "## Sampling",
             f"```json\n{json.dumps(asdict(gen.sampling), indent=2)}\n```",
@@ -144,7 +144,7 @@ def write_data_card(cfg: Config, stats: dict, lengths: list[int], out_dir: Path,
     from huggingface_hub import DatasetCard, DatasetCardData
 
     name = cfg.generate.dataset_name
-    cards = Path(cfg.generate.card_dir)
+    cards = card_dir(cfg)
     cards.mkdir(parents=True, exist_ok=True)
     image = cards / f"{name}_lengths.png"
     length_histogram(lengths, image)

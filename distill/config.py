@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,13 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from distill.engines.base import SamplingConfig
+from distill.errors import UserError
 
 RECIPES_DIR = Path(os.environ.get("DISTILL_RECIPES", Path(__file__).resolve().parents[1] / "recipes"))
 DEFAULT_RECIPE = "smollm2"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad recipe or override; the message is one line meant for the user."""
 
 
@@ -108,7 +108,8 @@ class GenerateConfig:
     # Verifier time bound (s) and worker processes (default: all cores).
     verify_timeout: float = 5.0
     verify_workers: int | None = None
-    # The dataset's name: output_dir/datasets/<name>/ and <card_dir>/<name>.md.
+    # The dataset's name: output_dir/datasets/<name>/ and <card_dir>/<name>.md; a relative card_dir is under
+    # output_dir, so two runs with the same dataset name in different output folders keep their own cards.
     dataset_name: str = "distill-dataset"
     card_dir: str = "data_cards"
     shard_rows: int = 50_000
@@ -358,6 +359,33 @@ class CompareSection:
 
 
 @dataclass
+class HardwareSection:
+    """The machine a recipe is written for; distill.plan checks memory, batch arithmetic and parallelism against it."""
+
+    # A name for the table and messages: cpu, or a GPU such as RTX4090-24GB, A100-80GB, H100-80GB.
+    gpu: str = "cpu"
+    # Memory per device in GiB: one GPU's memory, or on cpu the RAM a run may use.
+    gpu_memory_gib: float = 24.0
+    gpus_per_node: int = 1
+    nodes: int = 1
+    # Training processes per stage (accelerate launch --num_processes; a plain `python -m` is 1), e.g. {grpo: 4}.
+    processes: dict[str, int] = field(default_factory=dict)
+    # How several processes hold parameters, gradients and optimizer states: zero3 or fsdp (sharded, as
+    # recipes/accelerate/zero3.yaml and fsdp.yaml), ddp (a full copy each).
+    sharding: str = "zero3"
+    # GPUs running `trl vllm-serve --tensor-parallel-size N` for grpo.vllm_mode=server, beside the training ones.
+    vllm_server_gpus: int = 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.gpu.lower() != "cpu"
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -365,6 +393,7 @@ class Config:
     grpo: GRPOSection = field(default_factory=GRPOSection)
     eval: EvalSection = field(default_factory=EvalSection)
     compare: CompareSection = field(default_factory=CompareSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"
@@ -373,6 +402,11 @@ class Config:
 
 
 T = TypeVar("T")
+
+
+def card_dir(cfg: Config) -> Path:
+    """Where distill.generate writes data cards: generate.card_dir, relative to output_dir unless absolute."""
+    return Path(cfg.output_dir) / cfg.generate.card_dir
 
 
 def teacher_name(cfg: Config) -> str:
@@ -502,12 +536,19 @@ def load_config(argv: list[str], schema: type[T] = Config, default_recipe: str =
         layers.append((f"in '{key}={value}'", OmegaConf.from_dotlist([f"{key}={value}"])))
     if "recipe" in keys:
         layers.append(("(recipe name)", {"recipe": recipe or default_recipe}))
-    return _merge(schema, layers, keys)
+    cfg = _merge(schema, layers, keys)
+    if isinstance(cfg, Config):
+        from distill.checks import check_config
+
+        check_config(cfg)
+    return cfg
 
 
-def help_text(prog: str, summary: str, sections: tuple[str, ...] = ()) -> str:
-    """--help: usage, the recipes, and the keys of the given sections with their defaults."""
-    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
+def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: list[str] | tuple[str, ...] = ()) -> str:
+    """--help: usage, the recipes, and the keys of the given sections with their values in the recipe that `argv`
+    names (recipe=X and any overrides; the default recipe without one)."""
+    cfg = load_config(list(argv))
+    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     shown = [k for k in defaults if "." not in k or k.split(".")[0] in ("model", *sections)]
     lines = [
         f"usage: python -m {prog} [recipe=NAME] [key=value ...]",
@@ -516,20 +557,7 @@ def help_text(prog: str, summary: str, sections: tuple[str, ...] = ()) -> str:
         "",
         f"recipes ({RECIPES_DIR}): {', '.join(available_recipes())}  (default: {DEFAULT_RECIPE})",
         "",
-        "keys (default):",
+        f"keys (their values in recipe {cfg.recipe}):",
         *(f"  {k}={defaults[k]!r}" for k in shown),
     ]
     return "\n".join(lines)
-
-
-def parse_cli(argv: list[str] | None, prog: str, summary: str, sections: tuple[str, ...] = ()) -> Config:
-    """For entry points: --help prints help and exits 0; a bad recipe or key prints one line and exits 2."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(help_text(prog, summary, sections))
-        raise SystemExit(0)
-    try:
-        return load_config(argv)
-    except ConfigError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None

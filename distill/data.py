@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.errors import UserError
+from distill.verifiers.registry import implied_task
 from distill.verifiers.rows import RowError, check_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +38,7 @@ Located = list[tuple[str, dict]]  # (where the row came from, for messages; the 
 Transform = Callable[[dict, int], "dict | None"]  # (source row, its index) -> prompt row, or None to drop it
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A prompt set that cannot be loaded or holds a bad row; the message is one line meant for the user."""
 
     def __init__(self, message: str) -> None:
@@ -351,7 +353,7 @@ def _finish(
             if row is None:
                 continue
         row["source"] = source if own_source else row.get("source", source)
-        if "task" not in row and (row_task := task or _implied_task(row)):
+        if "task" not in row and (row_task := task or implied_task(row)):
             row["task"] = row_task
         rows.append((loc, row))
     rows = rows[:limit] if limit else rows
@@ -376,11 +378,6 @@ def _renamed(loc: str, raw: dict, fields: dict[str, str]) -> dict:
     row = {key: value for key, value in raw.items() if key not in fields.values()}
     row.update({ours: raw[column] for ours, column in fields.items()})
     return row
-
-
-def _implied_task(row: dict) -> str | None:
-    kinds = {kind for kind, keys in (("math", ("answer",)), ("code", ("tests", "io"))) if any(k in row for k in keys)}
-    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _check_row(loc: str, row: dict) -> None:

@@ -15,6 +15,7 @@ from distill.data import DataError, load_prompts
 from distill.engines.base import user_prompt
 from distill.filters import Decontaminator, apply_filters
 from distill.models import file_sha256
+from distill.verifiers.registry import reference_columns
 
 
 def decontaminate(cfg: Config, prompts: list[dict]) -> tuple[list[dict], dict]:
@@ -65,10 +66,8 @@ def _row(prompt: dict, record: dict, index: int, teacher: str) -> dict:
         "id": prompt["id"],
         "sample_index": index,
         "task": prompt["task"],
-        "answer": None if prompt.get("answer") is None else str(prompt["answer"]),
-        "tests": prompt.get("tests"),
-        "entry_point": prompt.get("entry_point"),
-        "io": json.dumps(prompt["io"]) if prompt.get("io") is not None else None,
+        **reference_columns({**prompt, "answer": None if prompt.get("answer") is None else str(prompt["answer"])}),
+        "problem": prompt["problem"],
         "source": prompt["source"],
         "level": prompt.get("level"),
         "teacher": teacher,
@@ -76,7 +75,6 @@ def _row(prompt: dict, record: dict, index: int, teacher: str) -> dict:
         "num_tokens": sample["num_tokens"],
         # for apply_filters; dropped before writing
         "prompt_id": prompt["id"],
-        "problem": prompt["problem"],
         "completion": sample["text"],
     }
 
@@ -100,7 +98,7 @@ def select_rows(cfg: Config, prompts: list[dict], records: dict[str, dict], teac
     kept, removed = apply_filters(
         candidates, dedup=filters.dedup, near_dup_threshold=filters.near_dup_threshold, readability=readability
     )
-    rows = [{k: v for k, v in r.items() if k not in ("prompt_id", "problem", "completion")} for r in kept]
+    rows = [{k: v for k, v in r.items() if k not in ("prompt_id", "completion")} for r in kept]
     return rows, {"kept_by_policy": len(candidates), "removed_by_filter": removed, "rows": len(rows)}
 
 
@@ -134,7 +132,10 @@ def write_shards(rows: list[dict], out_dir: Path, shard_rows: int) -> list[dict]
     from datasets import Dataset
 
     count = max(1, -(-len(rows) // shard_rows))
+    for stale in out_dir.glob(".data-*"):  # a write killed midway: never part of the dataset (nor of an upload)
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=out_dir))
+    staging.chmod(0o755)  # mkdtemp makes it 0700; the dataset is meant to be read by others
     files = []
     for i in range(count):
         part = rows[i * shard_rows : (i + 1) * shard_rows]
@@ -195,4 +196,5 @@ def _push(cfg: Config, out_dir: Path) -> None:
     repo = cfg.generate.hub_repo or cfg.generate.dataset_name
     api = HfApi()
     api.create_repo(repo, repo_type="dataset", exist_ok=True)
-    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(out_dir), ignore_patterns=[".work/*"])
+    ignore = [".work/*", ".data-*"]
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(out_dir), ignore_patterns=ignore)

@@ -24,14 +24,16 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.config import Config, ConfigError, parse_cli
-from distill.data import DataError
+from distill import cli
+from distill.cli import write_effective_config
+from distill.config import Config
+from distill.engines import make_sampler as make_engine_sampler
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler, SamplingConfig
 from distill.eval_sets import Benchmark, load_benchmark
-from distill.generate import engine_sampler, sample_verify_journal
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
-from distill.models import ModelError, model_fingerprint, resolve_for_inference
+from distill.models import model_fingerprint, resolve_for_inference
+from distill.rollout import sample_verify_journal
 from distill.verifiers.math import answer_key
 from distill.verifiers.pool import VerifierPool
 
@@ -61,27 +63,6 @@ def expand_aliases(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         out.append(f"{ALIASES[key]}={value}" if sep and key in ALIASES else arg)
     return out
-
-
-def check_eval_config(cfg: Config) -> None:
-    ev = cfg.eval
-    if ev.engine.kind not in ("vllm", "openai"):
-        raise ConfigError(f"key 'eval.engine.kind' expects vllm or openai, got {ev.engine.kind!r}")
-    if ev.engine.kind == "openai" and ev.prefill_think:
-        raise ConfigError("key 'eval.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)")
-    if not ev.benchmarks:
-        raise ConfigError("key 'eval.benchmarks' is empty; name at least one benchmark")
-    if len(set(ev.benchmarks)) != len(ev.benchmarks):
-        raise ConfigError(f"key 'eval.benchmarks' names a benchmark twice: {ev.benchmarks}")
-    for key, value, ok, rule in (
-        ("eval.samples", ev.samples, ev.samples is None or ev.samples >= 1, ">= 1"),
-        ("eval.max_tokens", max_tokens(cfg), max_tokens(cfg) >= 1, ">= 1"),
-        ("eval.bootstrap", ev.bootstrap, ev.bootstrap >= 0, ">= 0"),
-        ("eval.temperature", ev.temperature, ev.temperature >= 0, ">= 0"),
-        ("eval.top_p", ev.top_p, 0 < ev.top_p <= 1, "in (0, 1]"),
-    ):
-        if not ok:
-            raise ConfigError(f"key '{key}' must be {rule}, got {value}")
 
 
 def max_tokens(cfg: Config) -> int:
@@ -115,7 +96,6 @@ def _work_dir(out_dir: Path, name: str) -> Path:
 def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
     """Check the settings, load the benchmarks, resolve the model (merging an adapter) and open the journals; raises
     ConfigError, DataError or ModelError (one line each) before any inference engine starts."""
-    check_eval_config(cfg)
     benchmarks = [load_benchmark(cfg, name) for name in cfg.eval.benchmarks]
     if cfg.eval.engine.kind == "openai":
         served = cfg.eval.engine.served_model or model
@@ -132,11 +112,11 @@ def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
 
 
 def make_sampler(cfg: Config, model_path: str) -> Sampler:
-    return engine_sampler(cfg, cfg.eval.engine, model_path)
+    return make_engine_sampler(cfg.eval.engine, model_path, cfg.model, cfg.seed)
 
 
 def _vote_key(prompt: dict, sample: dict) -> str | None:
-    """The sample's answer for cons@k; truncated samples have none (as for their verdict: generate._judged)."""
+    """The sample's answer for cons@k; truncated samples have none (as for their verdict: rollout.judged_verdict)."""
     if prompt["task"] != "math" or sample["finish_reason"] == "length":
         return None
     return answer_key(sample["text"], fallback_last_number=bool(prompt.get("fallback_last_number")))
@@ -227,7 +207,7 @@ def manifest(plan: Plan, command: str | None) -> dict:
         "sampling": {
             **{k: v for k, v in asdict(sampling_for(cfg, 1)).items() if k not in ("n", "stop")},
             "samples": {b.name: b.samples for b in plan.benchmarks},
-            "per_prompt_seed": "seed + crc32(prompt id) (distill.generate.prompt_seed)",
+            "per_prompt_seed": "seed + crc32(prompt id) (distill.rollout.prompt_seed)",
         },
         "engine": {k: v for k, v in asdict(ev.engine).items() if k != "api_key_env"},
         "verifier": {"timeout_s": ev.verify_timeout},
@@ -235,7 +215,7 @@ def manifest(plan: Plan, command: str | None) -> dict:
         "seed": cfg.seed,
         "recipe": cfg.recipe,
         "software": software_versions(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
     }
 
@@ -281,19 +261,19 @@ def write_outputs(out_dir: Path, results: dict, samples: list[dict]) -> None:
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg = parse_cli(expand_aliases(argv), "distill.eval", SUMMARY, sections=("eval",))
+def _eval(cfg: Config, argv: list[str]) -> int:
     out_dir = Path(cfg.output_dir) / "eval" / (cfg.eval.run_name or default_run_name(cfg.model.name))
-    try:
-        plan = prepare(cfg, cfg.model.name, out_dir)
-    except (ConfigError, DataError, ModelError) as e:
-        print(f"distill.eval: error: {e}", file=sys.stderr)
-        return 2
+    plan = prepare(cfg, cfg.model.name, out_dir)
+    write_effective_config(cfg, out_dir)
     results = run(plan, command="python -m distill.eval " + " ".join(argv))
     print(markdown_table(results).split("\n\n")[2])  # the table
     print(f"distill.eval: results in {out_dir}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    typed = sys.argv[1:] if argv is None else argv  # recorded as typed, short keys and all
+    return cli.run("distill.eval", SUMMARY, ("eval",), expand_aliases(typed), lambda cfg, _: _eval(cfg, typed))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from distill.errors import UserError
+
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "distill-provenance.json"
 MERGE_MARKER = "distill-merge.json"  # written last into a merged adapter folder: what was merged onto what
@@ -54,7 +56,7 @@ ADAPTER_FILES = (
 )
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """A model name that cannot be resolved; the message is one line meant for the user."""
 
 
@@ -88,14 +90,34 @@ def resolve_model(name: str, revision: str | None = None) -> str:
     if name in BUILTIN_MODELS:
         return str(builtin_model_path(name))
     if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+        return str(_model_folder(name))
     return _resolve_hub_id(name, revision)
+
+
+def _model_folder(name: str) -> Path:
+    folder = Path(name).expanduser()
+    if not any((folder / f).is_file() for f in ("config.json", ADAPTER_CONFIG)):
+        raise ModelError(f"model '{name}': the folder holds no config.json (nor {ADAPTER_CONFIG}): not a model")
+    return folder
+
+
+def check_model_name(name: str, revision: str | None = None) -> None:
+    """Raise ModelError unless `name` is a built-in model whose wheel is installed, a local folder, or a hub id that
+    is cached or on the hub -- without converting or downloading anything."""
+    if name in BUILTIN_MODELS:
+        builtin_gguf(name)
+    elif Path(name).expanduser().is_dir():
+        _model_folder(name)
+    else:
+        _resolve_hub_id(name, revision)
 
 
 def _resolve_hub_id(name: str, revision: str | None) -> str:
     from huggingface_hub import model_info, snapshot_download
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 
+    if name.startswith(("/", "./", "../", "~")):  # meant as a folder: no hub id looks like this
+        raise ModelError(f"model '{name}': no such folder")
     offline_hint = f"built-in models work offline: model.name={', '.join(BUILTIN_MODELS)}"
     try:
         return snapshot_download(name, revision=revision, local_files_only=True)

@@ -24,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from distill.config import Config, ConfigError, parse_cli
-from distill.data import DataError
-from distill.models import ModelError
-from distill.training.template_check import TemplateError
+from distill import cli
+from distill.cli import write_effective_config
+from distill.config import Config, ConfigError
 
 SUMMARY = "Fine-tune a student (LoRA, QLoRA or full) on verified reasoning traces with TRL's SFTTrainer."
 
@@ -102,10 +101,10 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
 def _prepare(cfg: Config):
     """Everything that can fail on bad input, cheapest first, so that no model loads before a config error shows."""
     from distill.training.data import load_sft_dataset
-    from distill.training.objects import check_sft_config, sft_args
+    from distill.training.objects import check_four_bit, sft_args
     from distill.training.outputs import prepare_run_dir, run_dir
 
-    check_sft_config(cfg)
+    check_four_bit(cfg.sft, "sft")
     out = run_dir(cfg)
     args = sft_args(cfg, out)
     dataset, source = load_sft_dataset(cfg)
@@ -113,14 +112,10 @@ def _prepare(cfg: Config):
     return dataset, source, out, args, checkpoint
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_cli(argv, "distill.sft", SUMMARY, sections=("sft",))
-    try:
-        dataset, source, out, args, checkpoint = _prepare(cfg)
-        base, model, tokenizer, peft_config = load_student(cfg)
-    except (ConfigError, DataError, ModelError) as e:
-        print(f"distill.sft: error: {e}", file=sys.stderr)
-        return 2
+def _sft(cfg: Config, argv: list[str]) -> int:
+    dataset, source, out, args, checkpoint = _prepare(cfg)
+    write_effective_config(cfg, out)
+    base, model, tokenizer, peft_config = load_student(cfg)
     from trl import SFTTrainer
 
     from distill.training.callbacks import MetricsLog, SaveOnSignal
@@ -135,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         peft_config=peft_config,
         callbacks=[MetricsLog(out / "metrics.jsonl"), stop],
     )
-    try:
-        print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
-    except TemplateError as e:
-        print(f"distill.sft: error: {e}", file=sys.stderr)
-        return 2
+    print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
     if checkpoint is not None:
         print(f"distill.sft: resuming from {checkpoint}", file=sys.stderr)
     start = time.perf_counter()
@@ -154,10 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + stop.received
-    command = "python -m distill.sft " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m distill.sft " + " ".join(argv)
     finish(cfg, trainer, base, source, out, seconds, command)
     print(f"distill.sft: {cfg.sft.method} run of {trainer.state.global_step} steps in {out}", file=sys.stderr)
+    print(f"next: python -m distill.eval recipe={cfg.recipe} model={out}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("distill.sft", SUMMARY, ("sft",), argv, _sft)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,24 @@ from typing import IO
 
 from tqdm import tqdm
 
+from distill.errors import UserError
 from distill.verifiers import sandbox
 from distill.verifiers.base import VERDICTS
 from distill.verifiers.pool import VerifierPool
 from distill.verifiers.rows import RowError, check_completion, check_reference
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A malformed input line; the message names the file, the line and the field."""
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
-    with open(sys.stdin.fileno() if path == "-" else path, encoding="utf-8", closefd=path != "-") as f:
-        for number, line in enumerate(f, start=1):
+    with open(sys.stdin.fileno() if path == "-" else path, "rb", closefd=path != "-") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{number}: not UTF-8 text (byte {e.start + 1} of the line)") from None
             if line.strip():
                 yield number, line
 
@@ -115,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds of CPU time per verdict (default: 5)")
     args = parser.parse_args(argv)
+    bad = (f"--workers must be >= 1, got {args.workers}" if args.workers is not None and args.workers < 1
+           else f"--timeout must be > 0 seconds, got {args.timeout:g}" if not args.timeout > 0 else None)  # fmt: skip
+    if bad:
+        print(f"distill.verify: error: {bad}", file=sys.stderr)
+        return 2
     try:
         run(args.input, args.output, args.workers, args.timeout)
     except (InputError, OSError) as e:

@@ -26,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from distill.config import Config, ConfigError, parse_cli, teacher_name
+from distill import cli
+from distill.config import Config, teacher_name
 from distill.data import DataError
-from distill.models import ModelError
+from distill.errors import UserError
 
 SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO."
 ARMS = ("base", "distill", "rl", "distill_rl")
@@ -42,8 +43,24 @@ STAGES = {
 TEACHER_DATASET = "teacher"
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage's process failed; the message names the command to rerun it alone."""
+
+
+def _run_stage(command: list[str]) -> tuple[int, str | None]:
+    """Run a stage, passing its stderr through (progress bars, its summary); its exit status and its last
+    `error:` line, which the comparison's own error repeats."""
+    proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.PIPE)
+    tail = b""
+    while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+        tail = (tail + chunk)[-(1 << 14) :]
+    proc.stderr.close()
+    errors = [
+        line.split(": error: ", 1)[1] for line in tail.decode("utf-8", "replace").splitlines() if ": error: " in line
+    ]
+    return proc.wait(), errors[-1].strip() if errors else None
 
 
 def run_root(cfg: Config) -> Path:
@@ -129,9 +146,12 @@ class Comparison:
         command = [sys.executable, "-m", module, *self.common, *argv]
         print(f"grpo.compare: [{name}] {' '.join(command[1:])}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        code = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        code, last_error = _run_stage(command)
         if code != 0:
-            raise StageError(f"stage {name} failed (exit {code}); rerun it alone with: python {' '.join(command[1:])}")
+            why = f": {last_error}" if last_error else ""
+            raise StageError(
+                f"stage {name} failed (exit {code}){why}; rerun it alone with: python {' '.join(command[1:])}"
+            )
         self.ledger[name] = {"command": " ".join(command[1:]), "wall_s": round(time.perf_counter() - start, 1)}
         self.root.mkdir(parents=True, exist_ok=True)
         self.ledger_path.write_text(json.dumps(self.ledger, indent=2) + "\n")
@@ -189,12 +209,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def check_compare_config(cfg: Config) -> None:
-    unknown = [a for a in cfg.compare.arms if a not in ARMS]
-    if unknown or not cfg.compare.arms:
-        raise ConfigError(f"key 'compare.arms' expects some of {', '.join(ARMS)}, got {cfg.compare.arms}")
-
-
 def compare(cfg: Config, overrides: list[str]) -> Path:
     """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder."""
     from grpo.report import write_report
@@ -224,18 +238,16 @@ LABELS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg = parse_cli(argv, "grpo.compare", SUMMARY, sections=("compare", "generate", "sft", "grpo", "eval"))
+def _compare(cfg: Config, argv: list[str]) -> int:
     overrides = [a for a in argv if not a.startswith("recipe=")]
-    try:
-        check_compare_config(cfg)
-        report = compare(cfg, overrides)
-    except (ConfigError, DataError, ModelError, StageError) as e:
-        print(f"grpo.compare: error: {e}", file=sys.stderr)
-        return 2
+    report = compare(cfg, overrides)
     print(f"grpo.compare: report {report / 'table.md'}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    sections = ("compare", "generate", "sft", "grpo", "eval")
+    return cli.run("grpo.compare", SUMMARY, sections, argv, _compare)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from distill.config import Config, ConfigError
-from distill.training.objects import check_method, load_model, lora_config, shared_args, trainer_config
-
-TARGETS = ("teacher", "student")
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
-SCALE_REWARDS = ("group", "batch", "none")
+from distill.config import Config
+from distill.training.objects import load_model, lora_config, shared_args, trainer_config
 
 
 def use_vllm(cfg: Config) -> bool:
@@ -23,34 +19,6 @@ def use_vllm(cfg: Config) -> bool:
     if cfg.grpo.use_vllm is not None:
         return cfg.grpo.use_vllm
     return cfg.grpo.vllm_mode == "server" or importlib.util.find_spec("vllm") is not None
-
-
-def check_grpo_config(cfg: Config) -> None:
-    """Settings that need no model to judge; raises ConfigError."""
-    g = cfg.grpo
-    check_method(g, "grpo")
-    choices = {
-        "target": (g.target, TARGETS),
-        "loss_type": (g.loss_type, LOSS_TYPES),
-        "scale_rewards": (g.scale_rewards, SCALE_REWARDS),
-        "vllm_mode": (g.vllm_mode, ("colocate", "server")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"key 'grpo.{key}' expects one of {', '.join(allowed)}, got {value!r}")
-    if g.target == "teacher" and g.init_from:
-        raise ConfigError("grpo.init_from is for target=student; the teacher (R1-Zero) starts from model.name")
-    if g.num_generations < 2:
-        raise ConfigError("key 'grpo.num_generations' must be >= 2: advantages compare completions within a group")
-    if g.overlong_cache is not None and not 0 < g.overlong_cache <= g.max_completion_length:
-        raise ConfigError(
-            f"key 'grpo.overlong_cache' must be in 1..max_completion_length ({g.max_completion_length}), "
-            f"got {g.overlong_cache}"
-        )
-    if g.resume not in ("auto", "never") and not Path(g.resume).is_dir():
-        raise ConfigError(f"key 'grpo.resume' expects auto, never or a checkpoint folder, got {g.resume!r}")
-    if g.init_from and not (Path(g.init_from).is_dir() or "/" in g.init_from):
-        raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
 
 
 def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: bool):

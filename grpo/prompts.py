@@ -7,7 +7,6 @@ fallback_last_number) feed it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from distill.config import Config, ConfigError
@@ -15,6 +14,7 @@ from distill.data import DataError, load_prompts
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, user_prompt
 from distill.journal import read_journal
 from distill.tasks import synthetic_rows
+from distill.verifiers.registry import REFERENCE_FIELDS, reference, reference_columns
 
 TEMPLATES = ("r1", "r1_zero", "r1_zero_chat")
 # DeepSeek-R1 paper, Table 1: the template DeepSeek-R1-Zero was trained with (the problem replaces "prompt"; here
@@ -28,7 +28,7 @@ R1_ZERO_INSTRUCTION = (
 # Sources whose rows ask for the plain-number fallback (distill.tasks, distill.data's gsm8k): a distill.generate
 # dataset does not store the flag, so prompts read back from one get it from their source.
 FALLBACK_SOURCES = frozenset({"synthetic", "gsm8k"})
-COLUMNS = ("id", "task", "answer", "tests", "entry_point", "io", "fallback_last_number", "level", "source", "pass_rate")
+COLUMNS = ("id", "task", "problem", *REFERENCE_FIELDS, "level", "source", "pass_rate")
 
 
 def template_name(cfg: Config) -> str:
@@ -70,12 +70,11 @@ def generate_dataset_prompts(folder: Path) -> list[dict]:
         for row in pq.read_table(shard).to_pylist():
             if row["id"] in rows:
                 continue
-            user = next(m["content"] for m in row["messages"] if m["role"] == "user")
             prompt = {k: row.get(k) for k in COLUMNS if row.get(k) is not None}
-            prompt["problem"] = _problem(user)
-            prompt["fallback_last_number"] = row.get("source") in FALLBACK_SOURCES
-            if isinstance(prompt.get("io"), str):
-                prompt["io"] = json.loads(prompt["io"])
+            prompt.update(reference(prompt))
+            if "problem" not in prompt:  # a dataset written before it kept the problem and the fallback flag
+                prompt["problem"] = _problem(next(m["content"] for m in row["messages"] if m["role"] == "user"))
+                prompt["fallback_last_number"] = row.get("source") in FALLBACK_SOURCES
             rows[row["id"]] = prompt
     return list(rows.values())
 
@@ -130,17 +129,10 @@ def filter_by_pass_rate(rows: list[dict], low: float | None, high: float | None)
 
 
 def training_rows(prompts: list[dict], template: str) -> list[dict]:
-    """Rows for datasets.Dataset.from_list: every column has one type (io as JSON text, flags as bools)."""
-    return [
-        {
-            "prompt": render_prompt(p, template),
-            "id": str(p["id"]),
-            "task": p["task"],
-            "answer": None if p.get("answer") is None else str(p["answer"]),
-            "tests": p.get("tests"),
-            "entry_point": p.get("entry_point"),
-            "io": None if p.get("io") is None else json.dumps(p["io"]),
-            "fallback_last_number": bool(p.get("fallback_last_number", False)),
-        }
-        for p in prompts
-    ]
+    """Rows for datasets.Dataset.from_list: every column has one type (registry.reference_columns; flags as bools)."""
+    rows = []
+    for p in prompts:
+        columns = reference_columns({**p, "answer": None if p.get("answer") is None else str(p["answer"])})
+        columns["fallback_last_number"] = bool(p.get("fallback_last_number", False))
+        rows.append({"prompt": render_prompt(p, template), "id": str(p["id"]), "task": p["task"], **columns})
+    return rows

@@ -28,18 +28,15 @@ and every other function built here returns None for the same completions.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 
 from distill.verifiers.base import Verdict
 from distill.verifiers.pool import VerifierPool
-from distill.verifiers.registry import SHAPING
+from distill.verifiers.registry import REFERENCE_FIELDS, SHAPING, reference
 
 COMPONENTS = ("accuracy", "format", "language", "overlong", "repetition")
 MONITORS = ("reflection",)
-# Reference fields a verifier reads from a row (verify_math: answer, fallback_last_number; verify_code: tests, io).
-REFERENCE_FIELDS = ("answer", "tests", "entry_point", "io", "fallback_last_number")
 # Fewer words of reasoning than this, with perfect format and a wrong answer, is gaming the format reward.
 MIN_REASONING_WORDS = 5
 # R1's "aha moment" words and the self-checks that follow them; word boundaries keep "await" and "hmmm" out.
@@ -98,10 +95,7 @@ def _named(name: str, func: RewardFunc) -> RewardFunc:
 
 
 def _reference(columns: dict, i: int) -> dict:
-    ref = {k: columns[k][i] for k in REFERENCE_FIELDS if k in columns and columns[k][i] is not None}
-    if isinstance(ref.get("io"), str):  # stored as JSON text: Arrow columns need one type for every row
-        ref["io"] = json.loads(ref["io"])
-    return ref
+    return reference({k: columns[k][i] for k in REFERENCE_FIELDS if k in columns})
 
 
 def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int], skips: Skips | None = None) -> RewardFunc:

@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from distill.config import Config, ConfigError, parse_cli
-from distill.data import DataError
-from distill.models import ModelError
+from distill import cli
+from distill.cli import write_effective_config
+from distill.config import Config
 
 SUMMARY = "GRPO (TRL's GRPOTrainer) with the shared verifiers as rewards: R1-Zero on the teacher, or RL on a student."
 
@@ -121,32 +121,30 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
     return trainer
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_cli(argv, "grpo.train", SUMMARY, sections=("grpo",))
-    from grpo.objects import check_grpo_config
+def _train(cfg: Config, argv: list[str]) -> int:
+    from distill.training.objects import check_four_bit
 
-    try:
-        check_grpo_config(cfg)
-        dataset, count = build_dataset(cfg)
-        out = run_folder(cfg)
-        resume = resume_checkpoint(cfg.grpo.resume, out)
-    except (ConfigError, DataError, ModelError) as e:
-        print(f"grpo.train: error: {e}", file=sys.stderr)
-        return 2
+    check_four_bit(cfg.grpo, "grpo")
+    dataset, count = build_dataset(cfg)
+    out = run_folder(cfg)
+    resume = resume_checkpoint(cfg.grpo.resume, out)
+    write_effective_config(cfg, out)
     print(f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
     start = time.perf_counter()
-    try:
-        trainer = train(cfg, dataset, out, resume)
-    except (ConfigError, ModelError) as e:
-        print(f"grpo.train: error: {e}", file=sys.stderr)
-        return 2
+    trainer = train(cfg, dataset, out, resume)
     trainer.save_model(str(out))
     minutes = (time.perf_counter() - start) / 60
     print(
-        f"grpo.train: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}, plots {out / 'plots'}",
+        f"grpo.train: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}, "
+        f"plots {out / 'plots'}",
         file=sys.stderr,
     )
+    print(f"next: python -m distill.eval recipe={cfg.recipe} model={out}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("grpo.train", SUMMARY, ("grpo",), argv, _train)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from distill.engines.base import Request, Sample, SamplingConfig
+from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
 
 
 class FakeSampler:
@@ -48,6 +48,9 @@ class FakeSampler:
             out.append(Sample(body, len(body.split()), "stop"))
         return out
 
+    def stream(self, requests: list[Request], params: SamplingConfig, in_flight: int):
+        return chunked_stream(self, requests, params, in_flight)
+
     def close(self) -> None:
         pass
 
@@ -77,6 +80,9 @@ class ScriptedSampler:
             assert len(scripted) == params.n, f"scripted {len(scripted)} samples, asked for {params.n}"
             out.append([Sample(text, len(text.split()), reason) for text, reason in scripted])
         return out
+
+    def stream(self, requests: list[Request], params: SamplingConfig, in_flight: int):
+        return chunked_stream(self, requests, params, in_flight)
 
     def close(self) -> None:
         pass

@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 
+from distill import cli
 from distill import config as cfg
-from distill.config import Config, ConfigError, available_recipes, load_config, parse_cli
+from distill.config import Config, ConfigError, available_recipes, load_config
 
 
 def test_every_recipe_loads_against_the_schema():
@@ -87,16 +88,18 @@ def test_dict_fields_accept_free_form_subkeys(tmp_path):
 
 
 def test_cli_errors_exit_2_before_loading_anything(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        parse_cli(["modle.name=x"], "distill.test", "summary")
-    assert exit_.value.code == 2
+    ran = []
+    assert cli.run("distill.test", "summary", (), ["modle.name=x"], lambda cfg, argv: ran.append(cfg)) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "model.name" in err
+    assert err.count("\n") == 0 and "model.name" in err and not ran
 
 
-def test_help_lists_recipes_and_keys(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        parse_cli(["--help"], "distill.test", "What it does.")
-    assert exit_.value.code == 0
+def test_help_lists_recipes_and_the_recipes_values(capsys):
+    assert cli.run("distill.test", "What it does.", ("sft",), ["--help"], lambda cfg, argv: 1) == 0
     out = capsys.readouterr().out
     assert "qwen7b" in out and "model.name='smollm2-135m'" in out and "What it does." in out
+    assert cli.run("distill.test", "What it does.", ("sft",), ["recipe=qwen7b", "--help"], lambda c, a: 1) == 0
+    out = capsys.readouterr().out
+    qwen7b = load_config(["recipe=qwen7b"])
+    assert f"model.name={qwen7b.model.name!r}" in out and f"sft.max_length={qwen7b.sft.max_length!r}" in out
+    assert "model.name='smollm2-135m'" not in out

@@ -13,7 +13,7 @@ from fakes import ScriptedSampler
 
 from distill import eval as evaluation
 from distill import models
-from distill.config import load_config
+from distill.config import ConfigError, load_config
 from distill.data import load_prompts
 from distill.engines.base import R1_MATH_INSTRUCTION
 from distill.eval_sets import samples_for
@@ -237,7 +237,7 @@ def test_crash_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path, gs
     assert evaluation.evaluate(cfg, str(model_folder), tmp_path / "broken")["benchmarks"] == whole["benchmarks"]
     # a resumed run with other sampling settings would mix two experiments: refused in one line
     hotter = load_config(evaluation.expand_aliases([*argv, "eval.temperature=1.0"]))
-    with pytest.raises(evaluation.ConfigError, match="different sampling"):
+    with pytest.raises(ConfigError, match="different sampling"):
         evaluation.evaluate(hotter, str(model_folder), tmp_path / "broken")
 
 
@@ -257,7 +257,7 @@ def test_short_keys_expand_to_their_config_keys():
         (["benchmarks=gsm8kk"], "unknown prompt set 'gsm8kk'"),
         (["benchmarks=gsm8k,gsm8k"], "names a benchmark twice"),
         (["eval.engine.kind=tgi"], "eval.engine.kind"),
-        (["model=/no/such/folder"], "is not a built-in name"),
+        (["model=/no/such/folder"], "no such folder"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line_before_any_model_loads(monkeypatch, tmp_path, capsys, extra, message):
@@ -269,9 +269,7 @@ def test_bad_settings_exit_2_with_one_line_before_any_model_loads(monkeypatch, t
 
 
 def test_unknown_key_exits_2_naming_the_closest(capsys):
-    with pytest.raises(SystemExit) as exit_code:
-        evaluation.main(["eval.sample=4"])
-    assert exit_code.value.code == 2
+    assert evaluation.main(["eval.sample=4"]) == 2
     assert "eval.samples" in capsys.readouterr().err
 
 

@@ -194,7 +194,7 @@ def test_real_run_through_vllm_cpu_on_a_tiny_model(tmp_path, tiny_llama):
     code = generate.main(
         _argv(
             tmp_path,
-            f"model.name={tiny_llama}",
+            f"generate.teacher={tiny_llama}",
             "generate.synthetic_per_level=2",
             "generate.sampling.max_tokens=16",
             "generate.sampling.n=2",
@@ -223,3 +223,39 @@ def test_truncated_samples_are_never_kept(monkeypatch, tmp_path):
     assert stats["verdicts"] == {"no_answer": stats["samples"]}
     reasons = {s["reason"] for r in _journal(tmp_path).values() for s in r["samples"]}
     assert all(reason.startswith("truncated at max_tokens") for reason in reasons)
+
+
+def test_a_rerun_with_every_prompt_journaled_starts_no_engine(monkeypatch, tmp_path):
+    assert _run(monkeypatch, tmp_path)[0] == 0
+    first = _rows(tmp_path)
+    monkeypatch.setattr(generate, "make_sampler", lambda cfg: pytest.fail("the teacher was started"))
+    assert generate.main(_argv(tmp_path)) == 0
+    assert _rows(tmp_path) == first
+
+
+def test_cards_stay_with_their_output_folder(monkeypatch, tmp_path):
+    """Two runs with the same dataset name in different output folders keep their own cards."""
+    for name in ("a", "b"):
+        monkeypatch.setattr(generate, "make_sampler", lambda cfg: FakeSampler())
+        argv = [a for a in _argv(tmp_path / name) if not a.startswith("generate.card_dir=")]
+        assert generate.main(argv) == 0
+    cards = sorted(tmp_path.glob("*/out/data_cards/demo.md"))
+    assert [c.parts[-4] for c in cards] == ["a", "b"]
+
+
+def test_dataset_files_are_readable_and_no_partial_write_survives(monkeypatch, tmp_path):
+    data = tmp_path / "out" / "datasets" / "demo"
+    stale = data / ".data-killedmidway"
+    stale.mkdir(parents=True)
+    (stale / "train-00000-of-00001.parquet").write_bytes(b"half")
+    assert _run(monkeypatch, tmp_path)[0] == 0
+    assert not stale.exists() and not list(data.glob(".data-*"))
+    assert (data / "data").stat().st_mode & 0o777 == 0o755
+
+
+def test_the_effective_config_is_written_into_the_run_folder(monkeypatch, tmp_path):
+    from omegaconf import OmegaConf
+
+    assert _run(monkeypatch, tmp_path, "generate.sampling.temperature=0.9")[0] == 0
+    saved = OmegaConf.load(tmp_path / "out" / "datasets" / "demo" / ".work" / "config.yaml")
+    assert saved.generate.sampling.temperature == 0.9 and saved.recipe == "smollm2"

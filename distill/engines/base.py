@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,7 +49,23 @@ class Sampler(Protocol):
         """`params.n` samples for each request, in request order."""
         ...
 
+    def stream(
+        self, requests: list[Request], params: SamplingConfig, in_flight: int
+    ) -> Iterator[tuple[int, list[Sample]]]:
+        """(request index, samples) as requests finish, at most `in_flight` requests in the engine at once. vLLM
+        refills its batch as each finishes; engines without that sample in chunks (`chunked_stream`)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def chunked_stream(
+    sampler: Sampler, requests: list[Request], params: SamplingConfig, in_flight: int
+) -> Iterator[tuple[int, list[Sample]]]:
+    """Sampler.stream for engines that sample a list at a time: `in_flight` requests per call."""
+    for start in range(0, len(requests), in_flight):
+        for offset, samples in enumerate(sampler.sample(requests[start : start + in_flight], params)):
+            yield start + offset, samples
 
 
 def user_prompt(problem: str, task: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from distill.engines.base import Request, Sample, SamplingConfig
+from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
 
 
 class OpenAISampler:
@@ -86,6 +86,9 @@ class OpenAISampler:
             text = f"<think>\n{reasoning}\n</think>\n{text}"
         tokens = response.usage.completion_tokens if response.usage else len(text.split())
         return Sample(text, tokens, choice.finish_reason or "stop")
+
+    def stream(self, requests: list[Request], params: SamplingConfig, in_flight: int):
+        return chunked_stream(self, requests, params, in_flight)
 
     def close(self) -> None:
         pass

@@ -9,10 +9,11 @@ Only the last assistant turn of a multi-turn conversation is trained; earlier on
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.config import Config
+from distill.config import Config, card_dir
 from distill.data import DataError
 
 FILE_FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
@@ -41,7 +42,7 @@ def _looks_local(name: str) -> bool:
 
 def _generate_card(cfg: Config, folder: Path) -> str | None:
     """distill.generate writes <card_dir>/<name>.md and a copy as the folder's README.md."""
-    for card in (Path(cfg.generate.card_dir) / f"{folder.name}.md", folder / "README.md"):
+    for card in (card_dir(cfg) / f"{folder.name}.md", folder / "README.md"):
         if card.is_file():
             return str(card)
     return None
@@ -55,6 +56,8 @@ def _read(cfg: Config, name: str):
     if shards:
         return load_dataset("parquet", data_files=shards, split="train"), "generate-folder", _generate_card(cfg, path)
     if path.is_file() and path.suffix in FILE_FORMATS:
+        if path.suffix == ".jsonl":
+            _check_jsonl(path)
         return load_dataset(FILE_FORMATS[path.suffix], data_files=str(path), split="train"), "file", None
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file():  # Dataset.save_to_disk
@@ -71,6 +74,41 @@ def _read(cfg: Config, name: str):
     return load_dataset(name, sft.subset, split=sft.split), "hub", f"https://huggingface.co/datasets/{name}"
 
 
+def _check_jsonl(path: Path) -> None:
+    """Every line of a .jsonl file is a JSON object (datasets' own errors name no line); raises DataError."""
+    count = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DataError(f"{path}:{number}: not valid JSON ({e})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            count += 1
+    if count == 0:
+        raise DataError(f"{path} is empty: no rows to train on")
+
+
+def check_messages(messages: object, where: str) -> None:
+    """A `messages` value is a list of {role, content} objects with an assistant turn to train on."""
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise DataError(
+            f"{where}: field 'messages': expected a list of {{role, content}} objects, got {messages!r:.80}"
+        )
+    if not any(m["role"] == "assistant" and m["content"] for m in messages):
+        roles = [m["role"] for m in messages]
+        raise DataError(f"{where}: no assistant turn with content to train on (roles: {roles})")
+
+
+def _row_place(name: str, kind: str, index: int) -> str:
+    return f"{name}:{index + 1}" if kind == "file" and name.endswith(".jsonl") else f"{name}: row {index}"
+
+
 def from_sharegpt(row: dict) -> dict:
     """ShareGPT rows (`conversations` of from/value, roles human/gpt) as `messages` (TRL's helper keeps the roles)."""
     turns = row["conversations"]
@@ -80,10 +118,7 @@ def from_sharegpt(row: dict) -> dict:
 def split_last_assistant(row: dict) -> dict:
     """messages -> prompt (everything before the last assistant turn) + completion (that turn)."""
     messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-    if last is None or not messages[last]["content"]:
-        roles = [m["role"] for m in messages]
-        raise DataError(f"a row has no assistant turn with content to train on (roles: {roles})")
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant" and m["content"])
     return {"prompt": messages[:last], "completion": [messages[last]]}
 
 
@@ -106,6 +141,8 @@ def load_sft_dataset(cfg: Config):
     if len(dataset) == 0:
         raise DataError(f"dataset {name} has no rows")
     if "messages" in columns:
+        for index, messages in enumerate(dataset["messages"]):
+            check_messages(messages, _row_place(name, kind, index))
         dataset = dataset.map(split_last_assistant, remove_columns=columns, desc="prompt/completion")
     elif {"prompt", "completion"} <= set(columns):
         dataset = dataset.select_columns(["prompt", "completion"])

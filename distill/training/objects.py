@@ -14,8 +14,6 @@ from pathlib import Path
 
 from distill.config import Config, ConfigError
 
-METHODS = ("lora", "qlora", "full")
-
 
 def cuda() -> bool:
     import torch
@@ -217,23 +215,8 @@ def load_model(cfg: Config, path: str, section, revision: str | None = None):
     return model
 
 
-def check_method(section, name: str) -> None:
-    """The section's training method is known, and 4-bit works here if it is qlora; raises ConfigError."""
-    if section.method not in METHODS:
-        raise ConfigError(f"key '{name}.method' expects one of {', '.join(METHODS)}, got {section.method!r}")
+def check_four_bit(section, name: str) -> None:
+    """qlora needs bitsandbytes 4-bit layers that train on this machine; raises ConfigError (a machine check, so
+    at the entry point rather than at parse time: it imports torch and bitsandbytes)."""
     if section.method == "qlora" and (reason := four_bit_unsupported()):
         raise ConfigError(f"{name}.method=qlora: {reason}; use {name}.method=lora")
-
-
-def check_sft_config(cfg: Config) -> None:
-    """Settings that need no model to judge; raises ConfigError."""
-    sft = cfg.sft
-    check_method(sft, "sft")
-    if sft.padding_free and not sft.packing and sft.max_length is not None:
-        # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
-        raise ConfigError(
-            "sft.padding_free=true needs sft.packing=true (BFD packing is padding-free and keeps examples whole) "
-            "or sft.max_length=null"
-        )
-    if sft.resume not in ("auto", "never") and not Path(sft.resume).is_dir():
-        raise ConfigError(f"key 'sft.resume' expects auto, never or a checkpoint folder, got {sft.resume!r}")

@@ -120,7 +120,7 @@ def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
             ),
             "## Provenance",
             f"- Command: `{facts['command']}`\n"
-            f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}\n"
+            f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
             f"- Software: {', '.join(f'{k} {v}' for k, v in {**software_versions(), **_more_versions()}.items())}",
         ]
     )

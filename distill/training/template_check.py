@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 
+from distill.errors import UserError
+
 THINK_CLOSE = "</think>"
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """The training target would lose the reasoning or the EOS token; the message is one line meant for the user."""
 
 

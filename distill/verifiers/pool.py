@@ -26,10 +26,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import pebble
 
 from distill.verifiers.base import Verdict, error, timeout
-from distill.verifiers.registry import verify_row
+from distill.verifiers.registry import TASKS, verify_row
 
 # Tasks whose verifier starts its own bounded subprocess; everything else runs in the killable process pool.
-SUBPROCESS_TASKS = frozenset({"code"})
+SUBPROCESS_TASKS = frozenset(name for name, contract in TASKS.items() if contract.subprocess)
 WALL_FACTOR = 2.0  # the wall-time backstop, in multiples of the CPU-time bound: reached only when starved of CPU
 
 

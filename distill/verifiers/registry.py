@@ -11,7 +11,9 @@ docstring gives its formula, and the weights in a recipe decide how they add up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from distill.verifiers.base import Verdict
 from distill.verifiers.code import verify_code
@@ -35,6 +37,57 @@ SHAPING: dict[str, Callable[..., Verdict]] = {
 
 # Row fields that are not the verifier's keyword arguments.
 _NOT_ARGUMENTS = ("task", "completion")
+
+
+@dataclass(frozen=True)
+class TaskContract:
+    """What a row of one task carries for its verifier -- the one statement of the row contract.
+
+    required: fields of which a row needs at least one (code: exactly one of tests / io, see rows.check_reference);
+    optional: other fields the verifier reads; subprocess: the verifier bounds itself in a sandboxed subprocess, so
+    it runs in a thread (else in the pool's killable worker processes).
+    """
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    subprocess: bool = False
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+TASKS: dict[str, TaskContract] = {
+    "math": TaskContract(required=("answer",), optional=("fallback_last_number",)),
+    "code": TaskContract(required=("tests", "io"), optional=("entry_point",), subprocess=True),
+}
+REFERENCE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for c in TASKS.values() for f in c.fields))
+# Fields stored as JSON text in datasets (Arrow columns need one type in every row; io is a list of objects).
+JSON_FIELDS = frozenset({"io"})
+
+
+def implied_task(row: dict) -> str | None:
+    """The one task whose required fields the row has, when it names none."""
+    tasks = [name for name, c in TASKS.items() if any(row.get(f) is not None for f in c.required)]
+    return tasks[0] if len(tasks) == 1 else None
+
+
+def reference_columns(row: dict) -> dict:
+    """Every reference field, None where absent and JSON text for JSON_FIELDS: a row for a columnar dataset."""
+    out = {}
+    for f in REFERENCE_FIELDS:
+        value = row.get(f)
+        out[f] = json.dumps(value) if f in JSON_FIELDS and value is not None and not isinstance(value, str) else value
+    return out
+
+
+def reference(row: dict) -> dict:
+    """The row's reference fields that are set, JSON_FIELDS decoded: the verifier's keyword arguments."""
+    out = {f: row[f] for f in REFERENCE_FIELDS if row.get(f) is not None}
+    for f in JSON_FIELDS & out.keys():
+        if isinstance(out[f], str):
+            out[f] = json.loads(out[f])
+    return out
 
 
 def verify_row(row: dict) -> Verdict:

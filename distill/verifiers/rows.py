@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from distill.errors import UserError
 
-class RowError(ValueError):
+
+class RowError(UserError, ValueError):
     """A row that its verifier cannot judge; the message names the field and what was expected."""
 
 
@@ -15,28 +17,49 @@ def _check_io(io: object) -> None:
             raise RowError(f"field 'io[{i}]': expected an object with string 'input' and 'output'")
 
 
+def _check_answer(answer: object) -> None:
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or str(answer).strip() == "":
+        raise RowError(f"field 'answer': expected a non-empty string (or number), got {answer!r}")
+
+
+def _check_tests(tests: object) -> None:
+    if not isinstance(tests, str):
+        raise RowError("field 'tests': expected Python source as a string")
+
+
+def _check_entry_point(entry: object) -> None:
+    if not (isinstance(entry, str) and entry.isidentifier()):
+        raise RowError(f"field 'entry_point': expected a Python name, got {entry!r}")
+
+
+def _check_flag(value: object) -> None:
+    if not isinstance(value, bool):
+        raise RowError(f"field 'fallback_last_number': expected true or false, got {value!r}")
+
+
+# One check per reference field of registry.TASKS (the row contract).
+FIELD_CHECKS = {"answer": _check_answer, "tests": _check_tests, "io": _check_io, "entry_point": _check_entry_point,
+                "fallback_last_number": _check_flag}  # fmt: skip
+
+
 def check_reference(row: dict) -> None:
-    """Raise RowError unless the row names a known task and carries that task's reference fields."""
-    from distill.verifiers.registry import VERIFIERS
+    """Raise RowError unless the row names a known task and carries exactly one of that task's required fields
+    (registry.TASKS), each of its reference fields well formed."""
+    from distill.verifiers.registry import TASKS
 
     task = row.get("task")
-    if task not in VERIFIERS:
-        raise RowError(f"field 'task': expected one of {', '.join(VERIFIERS)}, got {task!r}")
-    if task == "math":
-        answer = row.get("answer")
-        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or str(answer).strip() == "":
-            raise RowError(f"field 'answer': expected a non-empty string (or number), got {answer!r}")
-    elif task == "code":
-        has_tests, has_io = row.get("tests") is not None, row.get("io") is not None
-        if has_tests == has_io:
-            raise RowError("fields 'tests'/'io': a code row needs exactly one of them")
-        if has_tests and not isinstance(row["tests"], str):
-            raise RowError("field 'tests': expected Python source as a string")
-        entry = row.get("entry_point")
-        if entry is not None and not (isinstance(entry, str) and entry.isidentifier()):
-            raise RowError(f"field 'entry_point': expected a Python name, got {entry!r}")
-        if has_io:
-            _check_io(row["io"])
+    if task not in TASKS:
+        raise RowError(f"field 'task': expected one of {', '.join(TASKS)}, got {task!r}")
+    contract = TASKS[task]
+    present = [f for f in contract.required if row.get(f) is not None]
+    if len(contract.required) == 1 and not present:
+        FIELD_CHECKS[contract.required[0]](row.get(contract.required[0]))
+    if len(present) != 1:
+        names = "/".join(f"'{f}'" for f in contract.required)
+        raise RowError(f"fields {names}: a {task} row needs exactly one of them")
+    for f in contract.fields:
+        if row.get(f) is not None:
+            FIELD_CHECKS[f](row[f])
 
 
 def check_completion(row: dict) -> None:

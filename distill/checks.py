@@ -1,0 +1,164 @@
+"""What a recipe's values must mean, checked when the config is parsed -- before any data or model loads.
+
+`check_config(cfg)` raises ConfigError naming the key and what it expects. load_config calls it, so every entry
+point, the every-recipe test and `distill.plan` judge the same rules, and a typo fails in a second rather than after
+a model load. (Checks that need the machine -- bitsandbytes for qlora, the model's context -- are distill.plan's.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.config import Config, ConfigError
+
+KEEP_POLICIES = ("all", "first_k", "shortest")
+ENGINES = ("vllm", "openai")
+METHODS = ("lora", "qlora", "full")
+TARGETS = ("teacher", "student")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")
+TEMPLATES = ("auto", "r1", "r1_zero", "r1_zero_chat")
+ARMS = ("base", "distill", "rl", "distill_rl")
+SHARDING = ("zero3", "fsdp", "ddp")
+
+
+def _one_of(key: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"key '{key}' expects one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def _at_least(key: str, value: float | None, low: float, strict: bool = False) -> None:
+    if value is not None and (value <= low if strict else value < low):
+        raise ConfigError(f"key '{key}' must be {'>' if strict else '>='} {low:g}, got {value}")
+
+
+def _levels(key: str, levels: list[int]) -> None:
+    from distill.tasks import LEVELS
+
+    bad = [level for level in levels if level not in LEVELS]
+    if bad or not levels:
+        raise ConfigError(f"key '{key}' expects levels among {sorted(LEVELS)}, got {levels}")
+
+
+def _resume(key: str, value: str) -> None:
+    if value not in ("auto", "never") and not Path(value).is_dir():
+        raise ConfigError(f"key '{key}' expects auto, never or a checkpoint folder, got {value!r}")
+
+
+def _verify(prefix: str, timeout: float, workers: int | None) -> None:
+    _at_least(f"{prefix}.verify_timeout", timeout, 0, strict=True)
+    _at_least(f"{prefix}.verify_workers", workers, 1)
+
+
+def _sampling(keys: tuple[str, str, str, str], n: int | None, temperature: float, top_p: float,
+              max_tokens: int | None) -> None:  # fmt: skip
+    """keys: the names of (samples, temperature, top_p, new tokens) in this section."""
+    _at_least(keys[0], n, 1)
+    _at_least(keys[1], temperature, 0)
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"key '{keys[2]}' must be in (0, 1], got {top_p}")
+    _at_least(keys[3], max_tokens, 1)
+
+
+def check_generate(cfg: Config) -> None:
+    gen = cfg.generate
+    _one_of("generate.keep", gen.keep, KEEP_POLICIES)
+    _one_of("generate.engine.kind", gen.engine.kind, ENGINES)
+    if gen.engine.kind == "openai" and gen.sampling.prefill_think:
+        raise ConfigError(
+            "key 'generate.sampling.prefill_think' needs engine.kind=vllm: a server applies its own chat template "
+            "(R1 servers open the think block themselves, and their separate reasoning is put back in <think>)"
+        )
+    s = gen.sampling
+    names = tuple(f"generate.sampling.{k}" for k in ("n", "temperature", "top_p", "max_tokens"))
+    _sampling(names, s.n, s.temperature, s.top_p, s.max_tokens)
+    _at_least("generate.chunk_size", gen.chunk_size, 1)
+    _at_least("generate.max_per_prompt", gen.max_per_prompt, 1)
+    _at_least("generate.shard_rows", gen.shard_rows, 1)
+    _levels("generate.synthetic_levels", gen.synthetic_levels)
+    _verify("generate", gen.verify_timeout, gen.verify_workers)
+    if not gen.prompts:
+        raise ConfigError("key 'generate.prompts' is empty; name at least one prompt set")
+
+
+def check_sft(cfg: Config) -> None:
+    sft = cfg.sft
+    _one_of("sft.method", sft.method, METHODS)
+    if sft.padding_free and not sft.packing and sft.max_length is not None:
+        # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
+        raise ConfigError(
+            "sft.padding_free=true needs sft.packing=true (BFD packing is padding-free and keeps examples whole) "
+            "or sft.max_length=null"
+        )
+    _resume("sft.resume", sft.resume)
+    _at_least("sft.max_length", sft.max_length, 1)
+    _at_least("sft.per_device_batch_size", sft.per_device_batch_size, 1)
+    _at_least("sft.learning_rate", sft.learning_rate, 0, strict=True)
+
+
+def check_grpo(cfg: Config) -> None:
+    from distill.verifiers.registry import SHAPING
+
+    g = cfg.grpo
+    for key, value, allowed in (
+        ("method", g.method, METHODS),
+        ("target", g.target, TARGETS),
+        ("template", g.template, TEMPLATES),
+        ("loss_type", g.loss_type, LOSS_TYPES),
+        ("scale_rewards", g.scale_rewards, SCALE_REWARDS),
+        ("vllm_mode", g.vllm_mode, ("colocate", "server")),
+    ):
+        _one_of(f"grpo.{key}", value, allowed)
+    components = ("accuracy", *SHAPING)
+    for name in g.reward_weights:
+        _one_of(f"grpo.reward_weights.{name}", name, components)
+    if g.target == "teacher" and g.init_from:
+        raise ConfigError("grpo.init_from is for target=student; the teacher (R1-Zero) starts from model.name")
+    if g.num_generations < 2:
+        raise ConfigError("key 'grpo.num_generations' must be >= 2: advantages compare completions within a group")
+    if g.overlong_cache is not None and not 0 < g.overlong_cache <= g.max_completion_length:
+        raise ConfigError(
+            f"key 'grpo.overlong_cache' must be in 1..max_completion_length ({g.max_completion_length}), "
+            f"got {g.overlong_cache}"
+        )
+    _resume("grpo.resume", g.resume)
+    if g.init_from and not (Path(g.init_from).is_dir() or "/" in g.init_from):
+        raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
+    names = ("grpo.num_generations", "grpo.temperature", "grpo.top_p", "grpo.max_completion_length")
+    _sampling(names, g.num_generations, g.temperature, g.top_p, g.max_completion_length)
+    _levels("grpo.synthetic_levels", g.synthetic_levels)
+    _verify("grpo", g.verify_timeout, g.verify_workers)
+
+
+def check_eval(cfg: Config) -> None:
+    ev = cfg.eval
+    _one_of("eval.engine.kind", ev.engine.kind, ENGINES)
+    if ev.engine.kind == "openai" and ev.prefill_think:
+        raise ConfigError("key 'eval.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)")
+    if not ev.benchmarks:
+        raise ConfigError("key 'eval.benchmarks' is empty; name at least one benchmark")
+    if len(set(ev.benchmarks)) != len(ev.benchmarks):
+        raise ConfigError(f"key 'eval.benchmarks' names a benchmark twice: {ev.benchmarks}")
+    _sampling(("eval.samples", "eval.temperature", "eval.top_p", "eval.max_tokens"), ev.samples, ev.temperature,
+              ev.top_p, ev.max_tokens)  # fmt: skip
+    _at_least("eval.bootstrap", ev.bootstrap, 0)
+    _levels("eval.synthetic_levels", ev.synthetic_levels)
+    _verify("eval", ev.verify_timeout, ev.verify_workers)
+
+
+def check_compare(cfg: Config) -> None:
+    arms = cfg.compare.arms
+    if not arms or any(a not in ARMS for a in arms):
+        raise ConfigError(f"key 'compare.arms' expects some of {', '.join(ARMS)}, got {arms}")
+    _at_least("compare.grpo_max_steps", cfg.compare.grpo_max_steps, 1)
+
+
+def check_config(cfg: Config) -> None:
+    """Every section's values against what they must mean; raises ConfigError naming the first bad key."""
+    check_generate(cfg)
+    check_sft(cfg)
+    check_grpo(cfg)
+    check_eval(cfg)
+    check_compare(cfg)
+    _one_of("hardware.sharding", cfg.hardware.sharding, SHARDING)
+    _at_least("hardware.gpu_memory_gib", cfg.hardware.gpu_memory_gib, 0, strict=True)

@@ -1,0 +1,140 @@
+"""What every entry point shares: one error path, quiet library output, the effective config in the run folder.
+
+`run(prog, summary, sections, argv, body)` parses `recipe=NAME key=value ...` (--help prints the recipe's values),
+checks that `output_dir` can be written, routes library logs and warnings to `<output_dir>/logs/<prog>.log`
+(`--verbose` shows them too), calls `body(cfg, argv)`, and turns every bad input -- a UserError, or a file the
+command cannot write -- into one line `prog: error: ...` and exit status 2. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from distill.config import Config, ConfigError, help_text, load_config
+from distill.errors import UserError, first_line
+
+VERBOSE = "--verbose"
+# Libraries whose INFO/WARNING chatter belongs in the log file, not on the terminal.
+_QUIET_ENV = {
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_CONFIGURE_LOGGING": "0",  # vLLM's loggers then propagate to ours (the log file)
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def check_output_dir(path: Path, key: str = "output_dir") -> None:
+    """Make `path` (and its parents) or fail with one line: a file in the way, no permission, a read-only disk."""
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"key '{key}': {parent} is a file, not a folder (output_dir={path})")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"key '{key}': cannot write to {path} ({e.strerror or e})") from None
+
+
+def quiet_libraries(log_file: Path, verbose: bool) -> None:
+    """Library logs and Python warnings to `log_file`; on the terminal only errors, or everything with --verbose."""
+    for name, value in _QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "distill_cli", False)]:  # a main() called again in-process
+        root.removeHandler(old)
+        old.close()
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.setLevel(logging.INFO)
+    terminal = _Terminal()
+    terminal.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:  # our own warnings (reward hacking, a weaker sandbox) are for the user; libraries' only errors
+        terminal.addFilter(lambda r: r.levelno >= logging.ERROR or r.name.split(".")[0] in ("distill", "grpo"))
+    for h in (handler, terminal):
+        h.distill_cli = True
+        root.addHandler(h)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    _route_library_loggers()
+
+
+def _route_library_loggers() -> None:
+    """transformers and datasets print through handlers of their own; send their records to ours instead."""
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_default_handler()
+        transformers_logging.enable_propagation()
+    except ImportError:
+        pass
+    try:
+        import datasets.utils.logging  # noqa: F401 (it adds its StreamHandler on import: import it first)
+    except ImportError:
+        pass
+    datasets_root = logging.getLogger("datasets")
+    for handler in [h for h in datasets_root.handlers if type(h) is logging.StreamHandler]:
+        datasets_root.removeHandler(handler)
+    datasets_root.propagate = True
+
+
+class _Terminal(logging.StreamHandler):
+    """stderr as it is at each record (tests and callers may swap sys.stderr after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def write_effective_config(cfg: Config, folder: Path) -> Path:
+    """The resolved settings (recipe + overrides) as `config.yaml` in the run folder: what this run really used."""
+    from omegaconf import OmegaConf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    return path
+
+
+def run(
+    prog: str,
+    summary: str,
+    sections: tuple[str, ...],
+    argv: list[str] | None,
+    body: Callable[[Config, list[str]], int],
+    writes: bool = True,
+) -> int:
+    """Parse, check, quiet the libraries, run `body`; bad input is one line and exit 2 (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = VERBOSE in argv
+    argv = [a for a in argv if a != VERBOSE]
+    try:
+        if any(a in ("-h", "--help") for a in argv):
+            print(help_text(prog, summary, sections, [a for a in argv if a not in ("-h", "--help")]))
+            return 0
+        cfg = load_config(argv)
+        if writes:
+            check_output_dir(Path(cfg.output_dir))
+            quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
+        return body(cfg, argv)
+    except UserError as e:
+        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"{prog}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+    return 2
