@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -24,8 +25,11 @@ VERBOSE = "--verbose"
 _QUIET_ENV = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "TOKENIZERS_PARALLELISM": "false",
-    "VLLM_CONFIGURE_LOGGING": "0",  # vLLM's loggers then propagate to ours (the log file)
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    # vLLM's engine processes print Python warnings and torch's C++ warnings straight to stderr; our own process
+    # routes its warnings to the log file (captureWarnings), so these settings only quiet the children.
+    "PYTHONWARNINGS": "ignore",
+    "TORCH_CPP_LOG_LEVEL": "ERROR",
 }
 
 
@@ -50,6 +54,7 @@ def quiet_libraries(log_file: Path, verbose: bool) -> None:
     for name, value in _QUIET_ENV.items():
         os.environ.setdefault(name, value)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    _vllm_logging(log_file, verbose)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "distill_cli", False)]:  # a main() called again in-process
         root.removeHandler(old)
@@ -69,6 +74,32 @@ def quiet_libraries(log_file: Path, verbose: bool) -> None:
     _route_library_loggers()
 
 
+def _vllm_logging(log_file: Path, verbose: bool) -> None:
+    """vLLM's engine runs in processes of its own that configure logging from the environment: the same log file,
+    and on the terminal only its errors (everything with --verbose)."""
+    import json
+
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain"},
+            "terminal": {
+                "class": "logging.StreamHandler",
+                "level": "INFO" if verbose else "ERROR",
+                "stream": "ext://sys.stderr",
+                "formatter": "plain",
+            },  # fmt: skip
+        },
+        "loggers": {"vllm": {"handlers": ["file", "terminal"], "level": "INFO", "propagate": False}},
+    }
+    path = log_file.with_suffix(".vllm-logging.json")
+    path.write_text(json.dumps(config))
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    os.environ.setdefault("VLLM_LOGGING_CONFIG_PATH", str(path))
+
+
 def _route_library_loggers() -> None:
     """transformers and datasets print through handlers of their own; send their records to ours instead."""
     try:
@@ -78,10 +109,8 @@ def _route_library_loggers() -> None:
         transformers_logging.enable_propagation()
     except ImportError:
         pass
-    try:
+    with contextlib.suppress(ImportError):
         import datasets.utils.logging  # noqa: F401 (it adds its StreamHandler on import: import it first)
-    except ImportError:
-        pass
     datasets_root = logging.getLogger("datasets")
     for handler in [h for h in datasets_root.handlers if type(h) is logging.StreamHandler]:
         datasets_root.removeHandler(handler)

@@ -10,6 +10,7 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -118,8 +119,9 @@ def _generate(cfg: Config, argv: list[str]) -> int:
         model = sampler.model
     command = "python -m distill.generate " + " ".join(argv)
     card = build_dataset(cfg, prompts, records, contamination, out_dir, command, teacher=model)
-    rows = sum(1 for _ in (out_dir / "data").glob("*.parquet"))
-    print(f"distill.generate: dataset {out_dir} ({rows} shard(s)), data card {card}", file=sys.stderr)
+    stats = json.loads((out_dir / "stats.json").read_text())
+    made = f"{stats['rows']} rows from {stats['prompts_sampled']} prompts ({stats['correct']} of {stats['samples']} samples correct)"
+    print(f"distill.generate: {made} in {out_dir}; data card {card}", file=sys.stderr)
     print(f"next: python -m distill.sft recipe={cfg.recipe} sft.dataset={out_dir}", file=sys.stderr)
     return 0
 

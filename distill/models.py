@@ -237,8 +237,8 @@ def adapter_sha256(adapter: Path, base: str) -> str:
     return digest.hexdigest()
 
 
-def merged_adapter(adapter: Path, trust_remote_code: bool = False) -> Path:
-    """The cached folder of `adapter` merged onto its base, merging on first use."""
+def adapter_base(adapter: Path) -> tuple[str, str | None]:
+    """(name, revision) of the model a LoRA adapter was trained on, from its adapter_config.json."""
     try:
         settings = json.loads((adapter / ADAPTER_CONFIG).read_text())
     except json.JSONDecodeError as e:
@@ -248,25 +248,33 @@ def merged_adapter(adapter: Path, trust_remote_code: bool = False) -> Path:
         raise ModelError(f"adapter {adapter}: {ADAPTER_CONFIG} names no base_model_name_or_path")
     if is_adapter(base_name):
         raise ModelError(f"adapter {adapter}: its base {base_name} is itself an adapter; merge that one first")
-    base = resolve_model(base_name, settings.get("revision"))
+    return base_name, settings.get("revision")
+
+
+def merged_adapter(adapter: Path, trust_remote_code: bool = False) -> Path:
+    """The cached folder of `adapter` merged onto its base, merging on first use."""
+    base_name, revision = adapter_base(adapter)
+    base = resolve_model(base_name, revision)
     digest = adapter_sha256(adapter, base)
     target = cache_dir() / "merged" / f"{adapter.resolve().name}-{digest[:16]}"
     provenance = {"adapter": str(adapter.resolve()), "adapter_sha256": digest, "base": base_name, "base_path": base}
 
     def build(partial: Path) -> None:
-        _merge_adapter(adapter, base, partial, trust_remote_code)
+        merge_adapter(adapter, base, partial, trust_remote_code=trust_remote_code)
         (partial / MERGE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")  # last: marks it complete
 
     return build_once(target, MERGE_MARKER, build, f"Merging adapter {adapter} onto {base} -> {target} (once)...")
 
 
-def _merge_adapter(adapter: Path, base: str, out: Path, trust_remote_code: bool) -> None:
-    """PEFT's merge_and_unload in the base checkpoint's own dtype; the tokenizer (and generation settings) saved with
-    the adapter win over the base's, and its EOS token stops generation."""
+def merge_adapter(adapter: Path, base: str, out: Path, dtype="auto", trust_remote_code: bool = False) -> None:
+    """PEFT's merge_and_unload into `base` reloaded unquantized in `dtype` (a QLoRA adapter merges into
+    full-precision weights: merging into 4-bit weights would round them again); the tokenizer and generation
+    settings saved with the adapter win over the base's, and its EOS and pad tokens stop and pad generation. The one
+    merge: distill.sft's merged/ and the merged folders inference engines load."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto", trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     own_tokenizer = (adapter / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(adapter if own_tokenizer else base, trust_remote_code=trust_remote_code)
@@ -276,6 +284,9 @@ def _merge_adapter(adapter: Path, base: str, out: Path, trust_remote_code: bool)
     eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
         model.generation_config.eos_token_id = [*eos_ids, tokenizer.eos_token_id] if eos_ids else tokenizer.eos_token_id
+    text = model.config.get_text_config()
+    text.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else text.eos_token_id
+    text.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else text.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 

@@ -26,34 +26,16 @@ from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError
+from distill.config import Config
 
 SUMMARY = "Fine-tune a student (LoRA, QLoRA or full) on verified reasoning traces with TRL's SFTTrainer."
 
 
 def load_student(cfg: Config):
     """(base model path for cards and merging, model, tokenizer, LoraConfig or None)."""
-    from transformers import AutoTokenizer
+    from distill.training.objects import load_trainee
 
-    from distill.models import resolve_model
-    from distill.training.objects import load_model, lora_config
-
-    init = cfg.sft.init_from
-    adapter = init is not None and (Path(init) / "adapter_config.json").is_file()
-    if adapter and cfg.sft.method == "full":
-        raise ConfigError(f"sft.init_from={init} is a LoRA adapter; sft.method=full needs a model folder")
-    base = resolve_model(cfg.model.name, cfg.model.revision) if init is None or adapter else resolve_model(init)
-    revision = cfg.model.revision if base == cfg.model.name else None  # a hub id that is not cached yet
-    # An adapter folder carries the tokenizer (and chat template) it was trained with.
-    tokenizer = AutoTokenizer.from_pretrained(
-        init if adapter else base, revision=revision, trust_remote_code=cfg.model.trust_remote_code
-    )
-    model = load_model(cfg, base, cfg.sft, revision)
-    if adapter:
-        from peft import PeftModel
-
-        return base, PeftModel.from_pretrained(model, init, is_trainable=True), tokenizer, None
-    return base, model, tokenizer, lora_config(cfg.sft)
+    return load_trainee(cfg, cfg.sft, "sft")
 
 
 def _base_name(cfg: Config) -> str:
@@ -71,9 +53,10 @@ def _last_metrics(path: Path) -> dict:
 
 def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, command: str) -> None:
     """Save the adapter or model with its tokenizer, then (main process) the loss curve, merged model and card."""
+    from distill.models import merge_adapter
     from distill.training.callbacks import plot_loss
     from distill.training.objects import model_dtype
-    from distill.training.outputs import write_merged, write_model_card
+    from distill.training.outputs import write_model_card
 
     trainer.save_model(str(out))  # every rank: ZeRO-3 and FSDP gather the weights collectively
     if not trainer.is_world_process_zero():
@@ -81,7 +64,8 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
     plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: SFT loss")
     if cfg.sft.merge and cfg.sft.method != "full":
         print(f"distill.sft: merging the adapter into {base} -> {out / 'merged'}", file=sys.stderr)
-        write_merged(base, out, out / "merged", model_dtype(cfg), trainer.model, trainer.processing_class)
+        trainer.model.generation_config.save_pretrained(out)  # TRL may have changed its EOS: the merge keeps it
+        merge_adapter(out, base, out / "merged", dtype=model_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code)
     last = _last_metrics(out / "metrics.jsonl")
     facts = {
         "base_model": _base_name(cfg),
@@ -108,7 +92,7 @@ def _prepare(cfg: Config):
     out = run_dir(cfg)
     args = sft_args(cfg, out)
     dataset, source = load_sft_dataset(cfg)
-    checkpoint = prepare_run_dir(cfg, out)
+    checkpoint = prepare_run_dir(cfg, out, "sft")
     return dataset, source, out, args, checkpoint
 
 

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from distill.config import Config
-from distill.training.objects import load_model, lora_config, shared_args, trainer_config
+from distill.training.objects import load_trainee, shared_args, trainee_base, trainer_config
 
 
 def use_vllm(cfg: Config) -> bool:
@@ -55,30 +55,14 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
     return trainer_config(GRPOConfig, kwargs, g.trainer, "grpo")
 
 
-def _is_adapter(path: str | None) -> bool:
-    return path is not None and (Path(path) / "adapter_config.json").is_file()
-
-
 def policy_path(cfg: Config) -> str:
-    """The weights the policy starts from: model.name (teacher, or student as is), or grpo.init_from."""
-    from distill.models import resolve_model
-
-    init = cfg.grpo.init_from
-    if init is None or _is_adapter(init):
-        return resolve_model(cfg.model.name, cfg.model.revision)
-    return resolve_model(init)
+    """The weights the policy starts from: model.name (teacher, or student as is), grpo.init_from, or the base of the
+    adapter in grpo.init_from (training.objects.trainee_base)."""
+    return trainee_base(cfg, cfg.grpo.init_from)[0]
 
 
 def load_policy(cfg: Config):
-    """(model, tokenizer, LoraConfig or None). An adapter in grpo.init_from (distill.sft's output) is loaded on its base
-    and trained further; TRL then keeps a frozen copy of it as the reference for the KL term."""
-    from transformers import AutoTokenizer
-
-    init, base = cfg.grpo.init_from, policy_path(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(init if _is_adapter(init) else base)
-    model = load_model(cfg, base, cfg.grpo)
-    if _is_adapter(init):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(model, init, is_trainable=True), tokenizer, None
-    return model, tokenizer, lora_config(cfg.grpo)
+    """(model, tokenizer, LoraConfig or None). An adapter in grpo.init_from (distill.sft's output) is loaded on its own
+    base and trained further; TRL then keeps a frozen copy of it as the reference for the KL term."""
+    _, model, tokenizer, peft_config = load_trainee(cfg, cfg.grpo, "grpo")
+    return model, tokenizer, peft_config

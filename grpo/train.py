@@ -21,7 +21,6 @@ nodes, start `trl vllm-serve --model <model> --tensor-parallel-size N` on the ge
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,20 +38,6 @@ def run_folder(cfg: Config) -> Path:
         source = cfg.grpo.init_from if cfg.grpo.init_from else cfg.model.name
         name = f"{cfg.grpo.target}-{Path(source.rstrip('/')).name}"
     return Path(cfg.output_dir) / "grpo" / name
-
-
-def resume_checkpoint(setting: str, out: Path) -> str | None:
-    """auto: the last complete checkpoint in the output folder (None if there is none); never: none, and old
-    checkpoints are removed so a later auto run cannot pick them up; or a given checkpoint folder."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if setting == "never":
-        for old in out.glob("checkpoint-*"):
-            shutil.rmtree(old)
-        return None
-    if setting != "auto":
-        return setting
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
 def build_dataset(cfg: Config):
@@ -123,11 +108,13 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
 
 def _train(cfg: Config, argv: list[str]) -> int:
     from distill.training.objects import check_four_bit
+    from distill.training.outputs import prepare_run_dir
 
     check_four_bit(cfg.grpo, "grpo")
     dataset, count = build_dataset(cfg)
     out = run_folder(cfg)
-    resume = resume_checkpoint(cfg.grpo.resume, out)
+    checkpoint = prepare_run_dir(cfg, out, "grpo")
+    resume = None if checkpoint is None else str(checkpoint)
     write_effective_config(cfg, out)
     print(f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
     start = time.perf_counter()

@@ -115,8 +115,10 @@ def test_an_eval_of_an_empty_folder(tmp_path, capsys, no_model_loads):
         ("", "is empty: no rows to train on"),
         ('{"messages": "hello"}\n', ":1: field 'messages': expected a list of {role, content} objects"),
         ('{"messages": [{"role": "user", "content": "hi"}]}\n', ":1: no assistant turn with content"),
-        ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{oops\n',
-         ":2: not valid JSON"),  # fmt: skip
+        (
+            '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{oops\n',
+            ":2: not valid JSON",
+        ),  # fmt: skip
         ("[1, 2]\n", ":1: expected a JSON object, got list"),
     ],
 )

@@ -262,7 +262,7 @@ def test_short_keys_expand_to_their_config_keys():
 )
 def test_bad_settings_exit_2_with_one_line_before_any_model_loads(monkeypatch, tmp_path, capsys, extra, message):
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
-    monkeypatch.setattr(models, "_merge_adapter", lambda *a: pytest.fail("an adapter was merged"))
+    monkeypatch.setattr(models, "merge_adapter", lambda *a: pytest.fail("an adapter was merged"))
     assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
@@ -317,7 +317,7 @@ def test_adapter_is_merged_once_into_base_plus_delta(monkeypatch, tmp_path, tiny
         np.testing.assert_allclose(out[name].numpy(), expected.numpy(), atol=1e-5, err_msg=name)
     assert changed == 4  # q_proj and v_proj in both layers
 
-    monkeypatch.setattr(models, "_merge_adapter", lambda *a: pytest.fail("merged a second time"))
+    monkeypatch.setattr(models, "merge_adapter", lambda *a: pytest.fail("merged a second time"))
     assert models.resolve_for_inference(str(adapter)) == str(merged)
     assert models.model_fingerprint(str(merged))["sha256"] != models.model_fingerprint(str(tiny_llama))["sha256"]
     assert models.model_fingerprint(str(merged))["provenance"]["base"] == str(tiny_llama)

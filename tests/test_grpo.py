@@ -408,7 +408,8 @@ def test_templates_and_training_rows():
 
 
 def test_grpo_config_is_built_with_trls_names(tmp_path):
-    from grpo.objects import grpo_args, lora_config
+    from distill.training.objects import lora_config
+    from grpo.objects import grpo_args
 
     cfg = load_config(["grpo.epsilon_high=0.28", "grpo.scale_rewards=none", "grpo.trainer.sync_ref_model=true"])
     args = grpo_args(cfg, tmp_path, [1.0, 0.0], vllm=False)
@@ -607,3 +608,29 @@ def test_vllm_colocated_on_cpu_follows_the_trained_weights(
     assert all(r["sampling_logp_diff"] is not None and r["sampling_logp_diff"] < 0.01 for r in records)
     before, after = parameter_snapshots["begin"], parameter_snapshots["end"]
     assert all(not before[n].equal(after[n]) for n in before)
+
+
+def test_an_adapter_in_init_from_starts_from_its_own_base(tmp_path, tiny_llama):
+    """One trainee loader for SFT and GRPO: the adapter's base_model_name_or_path, never model.name."""
+    from distill.training.objects import trainee_base
+    from grpo.objects import policy_path
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_llama)}))
+    cfg = load_config(["grpo.target=student", f"grpo.init_from={adapter}", "model.name=some/other-model"])
+    assert policy_path(cfg) == str(tiny_llama) == trainee_base(cfg, str(adapter))[0]
+
+
+@pytest.mark.parametrize("name", ["sft", "grpo"])
+def test_one_resume_policy_refuses_a_checkpoint_of_other_settings(tmp_path, name):
+    from distill.training.outputs import prepare_run_dir
+
+    out = tmp_path / name
+    assert prepare_run_dir(load_config([]), out, name) is None
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    assert prepare_run_dir(load_config([]), out, name) == out / "checkpoint-3"
+    changed = "sft.max_length=64" if name == "sft" else "grpo.num_generations=3"
+    with pytest.raises(ConfigError, match=f"other settings.*{name}.resume=never"):
+        prepare_run_dir(load_config([changed]), out, name)

@@ -398,7 +398,9 @@ def test_every_recipe_sft_section_builds_its_peft_config():
         lora = cfg.sft.lora
         built = (peft.r, peft.lora_alpha, peft.lora_dropout, peft.task_type)
         assert built == (lora.r, lora.alpha, lora.dropout, "CAUSAL_LM"), name
-        assert peft.target_modules == ("all-linear" if lora.target_modules == ["all-linear"] else set(lora.target_modules))
+        assert peft.target_modules == (
+            "all-linear" if lora.target_modules == ["all-linear"] else set(lora.target_modules)
+        )
     assert load_config(["recipe=smollm2"]).sft.method == "lora"
 
 

@@ -215,6 +215,44 @@ def load_model(cfg: Config, path: str, section, revision: str | None = None):
     return model
 
 
+def trainee_base(cfg: Config, init_from: str | None) -> tuple[str, str | None]:
+    """(path, revision) of the weights a run starts from: model.name, the folder `init_from`, or -- when init_from is
+    a LoRA adapter -- the adapter's own base (adapter_config.json's base_model_name_or_path), never model.name."""
+    from distill.models import adapter_base, is_adapter, resolve_model
+
+    if init_from is None:
+        path = resolve_model(cfg.model.name, cfg.model.revision)
+        return path, cfg.model.revision if path == cfg.model.name else None  # a hub id not cached yet
+    if is_adapter(init_from):
+        name, revision = adapter_base(Path(init_from))
+        return resolve_model(name, revision), None
+    return resolve_model(init_from), None
+
+
+def load_trainee(cfg: Config, section, name: str):
+    """(base path, model, tokenizer, LoraConfig or None) for distill.sft (section cfg.sft) and grpo.train (cfg.grpo):
+    one loader, so both start from the same weights for the same settings. An adapter in `section.init_from` is
+    loaded on its own base and trained further (it carries the tokenizer and chat template it was trained with)."""
+    from transformers import AutoTokenizer
+
+    from distill.models import is_adapter
+
+    init = section.init_from
+    adapter = init is not None and is_adapter(init)
+    if adapter and section.method == "full":
+        raise ConfigError(f"{name}.init_from={init} is a LoRA adapter; {name}.method=full needs a model folder")
+    base, revision = trainee_base(cfg, init)
+    tokenizer = AutoTokenizer.from_pretrained(
+        init if adapter else base, revision=revision, trust_remote_code=cfg.model.trust_remote_code
+    )
+    model = load_model(cfg, base, section, revision)
+    if adapter:
+        from peft import PeftModel
+
+        return base, PeftModel.from_pretrained(model, init, is_trainable=True), tokenizer, None
+    return base, model, tokenizer, lora_config(section)
+
+
 def check_four_bit(section, name: str) -> None:
     """qlora needs bitsandbytes 4-bit layers that train on this machine; raises ConfigError (a machine check, so
     at the entry point rather than at parse time: it imports torch and bitsandbytes)."""

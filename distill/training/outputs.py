@@ -11,10 +11,14 @@ from pathlib import Path
 
 from distill.config import Config, ConfigError
 
-SETTINGS_FILE = "sft_settings.json"
+SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were trained with
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full
 # fine-tuning, another dataset would silently change what the skipped steps saw). Steps, epochs and saving may change.
-RESUME_KEYS = ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_batch_size")
+RESUME_KEYS = {
+    "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_batch_size"),
+    "grpo": ("method", "target", "init_from", "template", "prompts", "num_generations", "max_completion_length",
+             "loss_type", "lora", "quant", "per_device_train_batch_size"),
+}  # fmt: skip
 
 
 def run_dir(cfg: Config) -> Path:
@@ -33,14 +37,16 @@ def last_checkpoint(out: Path) -> Path | None:
     return max(done, key=_step, default=None)
 
 
-def _settings(cfg: Config) -> dict:
-    sft = asdict(cfg.sft)
-    return {"model": cfg.model.name, **{k: sft[k] for k in RESUME_KEYS}}
+def resume_settings(cfg: Config, name: str) -> dict:
+    """What a checkpoint of section `name` (sft or grpo) must have been trained with to be resumed."""
+    section = asdict(getattr(cfg, name))
+    return {"model": cfg.model.name, **{k: section[k] for k in RESUME_KEYS[name]}}
 
 
-def prepare_run_dir(cfg: Config, out: Path) -> Path | None:
-    """Create the folder and return the checkpoint to resume from (sft.resume), refusing a mismatched one."""
-    resume = cfg.sft.resume
+def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
+    """Create the folder and return the checkpoint to resume from (`<name>.resume`: auto, never or a folder),
+    refusing one trained with other settings -- the one resume policy of distill.sft and grpo.train."""
+    resume = getattr(cfg, name).resume
     if resume == "never":
         for old in out.glob("checkpoint-*"):
             shutil.rmtree(old)
@@ -49,34 +55,18 @@ def prepare_run_dir(cfg: Config, out: Path) -> Path | None:
     if resume == "auto" and out.is_dir():
         checkpoint = last_checkpoint(out)
     saved = out / SETTINGS_FILE
+    now = resume_settings(cfg, name)
     if checkpoint is not None and saved.is_file():
-        before, now = json.loads(saved.read_text()), _settings(cfg)
+        before = json.loads(saved.read_text())
         changed = [k for k in now if before.get(k) != now[k]]
         if changed:
             raise ConfigError(
                 f"{checkpoint} was trained with other settings ({', '.join(changed)}); "
-                "use sft.resume=never to start over, or another sft.run_name"
+                f"use {name}.resume=never to start over, or another {name}.run_name"
             )
     out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(_settings(cfg), indent=2) + "\n")
+    saved.write_text(json.dumps(now, indent=2) + "\n")
     return checkpoint
-
-
-def write_merged(base: str, adapter_dir: Path, target: Path, dtype, trained_model, tokenizer) -> None:
-    """The base model with the adapter merged in, in `dtype` -- reloaded unquantized, so that a QLoRA adapter merges
-    into full-precision weights (merging into 4-bit weights would round them again) -- with the trained run's
-    generation settings (TRL may have changed its EOS) and tokenizer. vLLM and transformers load it as a plain model."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    model.generation_config = trained_model.generation_config
-    text = model.config.get_text_config()
-    text.eos_token_id = tokenizer.eos_token_id
-    text.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
 
 
 def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
