@@ -34,10 +34,10 @@ def baseline(argv: list[str], out: Path) -> None:
     from trl import GRPOTrainer
 
     from distill.config import load_config
-    from distill.training.objects import lora_config
+    from distill.training.trainee import lora_config
     from distill.verifiers.pool import VerifierPool
     from grpo.monitor import Detector, GRPOMonitor
-    from grpo.objects import grpo_args, policy_path
+    from grpo.policy import grpo_args, policy_path
     from grpo.prompts import collect_prompts, template_name, training_rows
     from grpo.rewards import build_reward_funcs
 

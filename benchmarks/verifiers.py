@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.data import prompt_helpers  # noqa: E402
+from distill.prompt_sets import prompt_helpers  # noqa: E402
 from distill.verifiers import cgroups, sandbox  # noqa: E402
 from distill.verifiers.code import extract_program  # noqa: E402
 from distill.verifiers.pool import VerifierPool, settle  # noqa: E402
@@ -39,7 +39,7 @@ def math_rows(data: Path) -> list[dict]:
 
 
 def code_rows(data: Path) -> list[dict]:
-    """The canonical solutions as completions, with tests and entry points as distill.data builds them."""
+    """The canonical solutions as completions, with tests and entry points as distill.prompt_sets builds them."""
     rows = []
     for r in _read(data / "humaneval.jsonl"):
         program = r["prompt"] + r["canonical_solution"]

@@ -45,7 +45,7 @@ def teacher_provenance(cfg: Config, teacher: str) -> dict:
 
 
 def source_licenses(cfg: Config) -> dict[str, str]:
-    from distill.data import builtin_license
+    from distill.prompt_sets import builtin_license
 
     licenses = {}
     for name in cfg.generate.prompts:

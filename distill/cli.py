@@ -110,7 +110,9 @@ def _route_library_loggers() -> None:
     except ImportError:
         pass
     with contextlib.suppress(ImportError):
-        import datasets.utils.logging  # noqa: F401 (it adds its StreamHandler on import: import it first)
+        import datasets.utils.logging  # it adds its StreamHandler on import: import it first
+
+        datasets.utils.logging.disable_progress_bar()  # "Generating train split": internals, not the user's work
     datasets_root = logging.getLogger("datasets")
     for handler in [h for h in datasets_root.handlers if type(h) is logging.StreamHandler]:
         datasets_root.removeHandler(handler)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.config import Config, ConfigError
-from distill.data import BUILTIN_PROMPTS, data_folder, load_prompts
 from distill.models import file_sha256
+from distill.prompt_sets import BUILTIN_PROMPTS, data_folder, load_prompts
 from distill.tasks import synthetic_rows
 
 # Samples per problem when eval.samples is not set: open-r1's choices (AIME 64, MATH-500 4, GPQA 8, code 16), 4 for

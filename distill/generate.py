@@ -17,10 +17,10 @@ from pathlib import Path
 from distill import cli
 from distill.cli import write_effective_config
 from distill.config import Config, ConfigError, teacher_name
-from distill.data import DataError, load_prompts
 from distill.engines import make_sampler as make_engine_sampler
 from distill.engines.base import Sampler
 from distill.journal import open_work_dir, read_journal, run_fingerprint
+from distill.prompt_sets import DataError, load_prompts
 from distill.rollout import sample_verify_journal
 from distill.tasks import synthetic_rows
 from distill.verifiers.pool import VerifierPool
@@ -96,7 +96,7 @@ def _journaled_teacher(work: Path, cfg: Config) -> str:
 
 
 def _generate(cfg: Config, argv: list[str]) -> int:
-    from distill.dataset import build_dataset, decontaminate
+    from distill.dataset_writer import build_dataset, decontaminate
 
     _ignored_model_name(cfg, argv)
     prompts, contamination = decontaminate(cfg, collect_prompts(cfg))

@@ -4,7 +4,7 @@ TRL's SFTTrainer with LoRA, QLoRA (bitsandbytes 4-bit NF4, double quantization) 
 that `python -m distill.generate` writes (or any chat dataset with a `messages` column, local or on the hub):
 
 1. rows become prompt/completion, so the loss falls on the last assistant turn only -- the `<think>` reasoning, the
-   answer and the end-of-turn token (distill.training.data);
+   answer and the end-of-turn token (distill.training.examples);
 2. before training, one real example is prepared exactly as the training rows are, and the run stops with one line
    unless its trained tokens hold the reasoning and the EOS token: many templates strip `<think>` from assistant
    turns (distill.training.template_check);
@@ -33,7 +33,7 @@ SUMMARY = "Fine-tune a student (LoRA, QLoRA or full) on verified reasoning trace
 
 def load_student(cfg: Config):
     """(base model path for cards and merging, model, tokenizer, LoraConfig or None)."""
-    from distill.training.objects import load_trainee
+    from distill.training.trainee import load_trainee
 
     return load_trainee(cfg, cfg.sft, "sft")
 
@@ -55,8 +55,8 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
     """Save the adapter or model with its tokenizer, then (main process) the loss curve, merged model and card."""
     from distill.models import merge_adapter
     from distill.training.callbacks import plot_loss
-    from distill.training.objects import model_dtype
     from distill.training.outputs import write_model_card
+    from distill.training.trainee import model_dtype
 
     trainer.save_model(str(out))  # every rank: ZeRO-3 and FSDP gather the weights collectively
     if not trainer.is_world_process_zero():
@@ -84,9 +84,9 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
 
 def _prepare(cfg: Config):
     """Everything that can fail on bad input, cheapest first, so that no model loads before a config error shows."""
-    from distill.training.data import load_sft_dataset
-    from distill.training.objects import check_four_bit, sft_args
+    from distill.training.examples import load_sft_dataset
     from distill.training.outputs import prepare_run_dir, run_dir
+    from distill.training.trainee import check_four_bit, sft_args
 
     check_four_bit(cfg.sft, "sft")
     out = run_dir(cfg)

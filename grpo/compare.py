@@ -28,8 +28,8 @@ from pathlib import Path
 
 from distill import cli
 from distill.config import Config, teacher_name
-from distill.data import DataError
 from distill.errors import UserError
+from distill.prompt_sets import DataError
 
 SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO."
 ARMS = ("base", "distill", "rl", "distill_rl")

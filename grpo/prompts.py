@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.config import Config, ConfigError
-from distill.data import DataError, load_prompts
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, user_prompt
 from distill.journal import read_journal
+from distill.prompt_sets import DataError, load_prompts
 from distill.tasks import synthetic_rows
 from distill.verifiers.registry import REFERENCE_FIELDS, reference, reference_columns
 
@@ -25,7 +25,7 @@ R1_ZERO_INSTRUCTION = (
     "process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., "
     "<think> reasoning process here </think> <answer> answer here </answer>."
 )
-# Sources whose rows ask for the plain-number fallback (distill.tasks, distill.data's gsm8k): a distill.generate
+# Sources whose rows ask for the plain-number fallback (distill.tasks, distill.prompt_sets's gsm8k): a distill.generate
 # dataset does not store the flag, so prompts read back from one get it from their source.
 FALLBACK_SOURCES = frozenset({"synthetic", "gsm8k"})
 COLUMNS = ("id", "task", "problem", *REFERENCE_FIELDS, "level", "source", "pass_rate")

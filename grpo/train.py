@@ -62,13 +62,13 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
 
     from distill.verifiers.pool import VerifierPool
     from grpo.monitor import Detector, GRPOMonitor
-    from grpo.objects import grpo_args, load_policy, policy_path, use_vllm
+    from grpo.policy import grpo_args, load_policy, policy_path, use_vllm
     from grpo.rewards import build_reward_funcs
 
     g = cfg.grpo
     vllm = use_vllm(cfg)
     if vllm and g.vllm_mode == "colocate":
-        from distill.training.objects import cuda
+        from distill.training.trainee import cuda
         from grpo.vllm_cpu import enable_vllm_cpu_colocate
 
         if not cuda():
@@ -107,8 +107,8 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
 
 
 def _train(cfg: Config, argv: list[str]) -> int:
-    from distill.training.objects import check_four_bit
     from distill.training.outputs import prepare_run_dir
+    from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.grpo, "grpo")
     dataset, count = build_dataset(cfg)

@@ -14,10 +14,10 @@ from fakes import ScriptedSampler
 from distill import eval as evaluation
 from distill import models
 from distill.config import ConfigError, load_config
-from distill.data import load_prompts
 from distill.engines.base import R1_MATH_INSTRUCTION
 from distill.eval_sets import samples_for
 from distill.metrics import bootstrap_stderr, consensus_correct, k_values, majority_answer, pass_at_k
+from distill.prompt_sets import load_prompts
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 

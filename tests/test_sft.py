@@ -16,7 +16,7 @@ import pytest
 
 from distill import sft
 from distill.config import load_config
-from distill.training.objects import four_bit_unsupported
+from distill.training.trainee import four_bit_unsupported
 
 ROOT = Path(__file__).resolve().parents[1]
 # DeepSeek-R1-Distill's rewrite of assistant turns (`content.split('</think>')[-1]`) inside SmolLM2's ChatML template.
@@ -225,14 +225,14 @@ def test_qlora_trains_an_adapter_that_merges_into_full_precision(workdir, tiny_l
 @pytest.mark.skipif(QLORA_SKIP is not None, reason=str(QLORA_SKIP))
 def test_qlora_gradients_match_the_dequantized_model(tiny_llama):
     """bitsandbytes 0.50 on AVX512-BF16 CPUs computes wrong LoRA gradients after an eval-mode forward unless the
-    repacking is off (distill.training.objects.disable_cpu_4bit_repacking): compare with an fp32 model that holds
+    repacking is off (distill.training.trainee.disable_cpu_4bit_repacking): compare with an fp32 model that holds
     the same, dequantized, weights."""
     import bitsandbytes as bnb
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.training.objects import load_model, lora_config
+    from distill.training.trainee import load_model, lora_config
 
     cfg = load_config([f"model.name={tiny_llama}", "sft.method=qlora", "sft.lora.dropout=0"])
     quantized = load_model(cfg, str(tiny_llama), cfg.sft)
@@ -320,7 +320,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(workdir, tiny_llama,
 
 
 def test_chat_files_become_prompt_completion_rows(tmp_path):
-    from distill.training.data import load_sft_dataset
+    from distill.training.examples import load_sft_dataset
     from distill.training.template_check import reasoning_of
 
     chat = tmp_path / "chat.jsonl"
@@ -387,7 +387,7 @@ def test_help_lists_the_sft_keys(capsys):
 def test_every_recipe_sft_section_builds_its_peft_config():
     """load_config checks each recipe's meaning (distill.checks); here every LoRA field reaches PEFT's LoraConfig."""
     from distill.config import available_recipes
-    from distill.training.objects import lora_config
+    from distill.training.trainee import lora_config
 
     for name in available_recipes():
         cfg = load_config([f"recipe={name}"])

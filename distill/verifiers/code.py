@@ -20,7 +20,7 @@ Known limits (misses, never credit): an object the program returns that is not p
 is equal only to itself (a dataclass result compared with `P(1)` fails); arguments the tests pass must be plain data
 or such objects (a lambda argument makes the row `error`); iterators are materialized (at most wire.MAX_ITEMS);
 in-place changes to list/dict/set/bytearray arguments are copied back, deeper aliasing is not. HumanEval's prompt
-helpers (`poly`, `encode_cyclic`, ...) must be part of the row's tests, as distill.data builds them.
+helpers (`poly`, `encode_cyclic`, ...) must be part of the row's tests, as distill.prompt_sets builds them.
 """
 
 from __future__ import annotations

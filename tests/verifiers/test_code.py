@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.data import prompt_helpers
+from distill.prompt_sets import prompt_helpers
 from distill.verifiers import code, sandbox
 from distill.verifiers.code import extract_program, verify_code
 
@@ -56,7 +56,7 @@ def verify_all(jobs: list[tuple], timeout: float = 5.0) -> list:
 
 
 def humaneval_tests(row: dict) -> str:
-    """A HumanEval row's tests as distill.data builds them: the prompt's helpers, the test, the check call."""
+    """A HumanEval row's tests as distill.prompt_sets builds them: the prompt's helpers, the test, the check call."""
     return prompt_helpers(row["prompt"], row["entry_point"]) + row["test"] + f"\ncheck({row['entry_point']})"
 
 

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from distill.config import Config
-from distill.training.objects import load_trainee, shared_args, trainee_base, trainer_config
+from distill.training.trainee import load_trainee, shared_args, trainee_base, trainer_config
 
 
 def use_vllm(cfg: Config) -> bool:
@@ -57,7 +57,7 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
 
 def policy_path(cfg: Config) -> str:
     """The weights the policy starts from: model.name (teacher, or student as is), grpo.init_from, or the base of the
-    adapter in grpo.init_from (training.objects.trainee_base)."""
+    adapter in grpo.init_from (training.trainee.trainee_base)."""
     return trainee_base(cfg, cfg.grpo.init_from)[0]
 
 

@@ -117,7 +117,7 @@ def sft_args(cfg: Config, out_dir: Path):
         max_length=sft.max_length,
         packing=sft.packing,
         padding_free=sft.padding_free,
-        # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.data).
+        # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.examples).
         completion_only_loss=True,
         per_device_train_batch_size=sft.per_device_batch_size,
         use_liger_kernel=sft.liger and liger_available(),

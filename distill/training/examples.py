@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.config import Config, card_dir
-from distill.data import DataError
+from distill.prompt_sets import DataError
 
 FILE_FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}

@@ -11,10 +11,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from distill.config import Config
-from distill.data import DataError, load_prompts
 from distill.engines.base import user_prompt
 from distill.filters import Decontaminator, apply_filters
 from distill.models import file_sha256
+from distill.prompt_sets import DataError, load_prompts
 from distill.verifiers.registry import reference_columns
 
 

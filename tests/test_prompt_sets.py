@@ -1,4 +1,4 @@
-"""distill.data: built-in sets from the shared data folder, local files, hub ids (offline), and the row checks."""
+"""distill.prompt_sets: built-in sets from the shared data folder, local files, hub ids (offline), and the row checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.data import BUILTIN_PROMPTS, DataError, builtin_license, data_folder, load_prompts
+from distill.prompt_sets import BUILTIN_PROMPTS, DataError, builtin_license, data_folder, load_prompts
 from distill.verifiers.rows import check_reference
 
 COUNTS = {

