@@ -10,49 +10,6 @@ import pytest
 from distill.config import ConfigError, load_config
 from grpo.prompts import collect_prompts, filter_by_pass_rate, render_prompt, training_rows
 
-EOS = 2
-GAMED = "<think>x</think>\\boxed{}"
-HONEST = "<think>3 plus 4 makes 7, so the sum is 7.</think> The answer is \\boxed{7}."
-BROKEN = "<think>3 plus 4 makes 7.</think> \\boxed{7}"  # the ScriptedPool's verifier fails on this one
-
-
-class InlinePool:
-    """VerifierPool's interface without processes, for reward-function unit tests."""
-
-    def map(self, rows):
-        from distill.verifiers.registry import verify_row
-
-        return (verify_row(row) for row in rows)
-
-
-class ScriptedPool(InlinePool):
-    """The shared verifiers, except for the completions given a verdict here (a sandbox that fails on demand)."""
-
-    def __init__(self, verdicts: dict[str, str]) -> None:
-        self.verdicts = verdicts
-
-    def map(self, rows):
-        from distill.verifiers import base
-
-        rows = list(rows)
-        real = iter(super().map([r for r in rows if r["completion"] not in self.verdicts]))
-        return [
-            getattr(base, self.verdicts[r["completion"]])("scripted")
-            if r["completion"] in self.verdicts
-            else next(real)
-            for r in rows
-        ]
-
-
-def _call(func, completions, ids=None, **columns):
-    metrics: dict[str, float] = {}
-    n = len(completions)
-    columns = {"task": ["math"] * n, "answer": ["7"] * n, **columns}
-    ids = ids or [[5, EOS]] * n
-    scores = func(completions=completions, completion_ids=ids, log_metric=metrics.__setitem__, **columns)
-    return scores, metrics
-
-
 # --- prompts ------------------------------------------------------------------------------------------------------
 
 

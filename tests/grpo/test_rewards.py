@@ -5,51 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reward_doubles import BROKEN, EOS, GAMED, HONEST, InlinePool, ScriptedPool, call_reward
 
 from grpo import rewards
-
-EOS = 2
-GAMED = "<think>x</think>\\boxed{}"
-HONEST = "<think>3 plus 4 makes 7, so the sum is 7.</think> The answer is \\boxed{7}."
-BROKEN = "<think>3 plus 4 makes 7.</think> \\boxed{7}"  # the ScriptedPool's verifier fails on this one
-
-
-class InlinePool:
-    """VerifierPool's interface without processes, for reward-function unit tests."""
-
-    def map(self, rows):
-        from distill.verifiers.registry import verify_row
-
-        return (verify_row(row) for row in rows)
-
-
-class ScriptedPool(InlinePool):
-    """The shared verifiers, except for the completions given a verdict here (a sandbox that fails on demand)."""
-
-    def __init__(self, verdicts: dict[str, str]) -> None:
-        self.verdicts = verdicts
-
-    def map(self, rows):
-        from distill.verifiers import base
-
-        rows = list(rows)
-        real = iter(super().map([r for r in rows if r["completion"] not in self.verdicts]))
-        return [
-            getattr(base, self.verdicts[r["completion"]])("scripted")
-            if r["completion"] in self.verdicts
-            else next(real)
-            for r in rows
-        ]
-
-
-def _call(func, completions, ids=None, **columns):
-    metrics: dict[str, float] = {}
-    n = len(completions)
-    columns = {"task": ["math"] * n, "answer": ["7"] * n, **columns}
-    ids = ids or [[5, EOS]] * n
-    scores = func(completions=completions, completion_ids=ids, log_metric=metrics.__setitem__, **columns)
-    return scores, metrics
-
 
 # --- rewards -----------------------------------------------------------------------------------------------------
 
@@ -69,7 +27,7 @@ def _call(func, completions, ids=None, **columns):
 )
 def test_accuracy_reward_runs_the_shared_verifier(completion, ids, expected):
     accuracy = rewards.accuracy_reward(InlinePool(), max_length=4, eos_ids={EOS})
-    scores, _ = _call(accuracy, [completion], [ids])
+    scores, _ = call_reward(accuracy, [completion], [ids])
     assert accuracy.__name__ == "accuracy" and scores == [expected]
 
 
@@ -86,7 +44,7 @@ def test_accuracy_reward_runs_the_shared_verifier(completion, ids, expected):
 )
 def test_accuracy_reward_per_verdict(verdict, ids, expected, error_share):
     accuracy = rewards.accuracy_reward(ScriptedPool({HONEST: verdict}), max_length=4, eos_ids={EOS})
-    scores, metrics = _call(accuracy, [HONEST], [ids])
+    scores, metrics = call_reward(accuracy, [HONEST], [ids])
     assert scores == [expected]
     assert metrics["verifier_error_share"] == error_share
 
@@ -116,7 +74,7 @@ def test_every_reward_function_skips_a_completion_whose_verifier_failed():
 def test_accuracy_reward_passes_reference_fields_per_row():
     accuracy = rewards.accuracy_reward(InlinePool(), max_length=64, eos_ids={EOS})
     plain = ["The sum is 7", "The sum is 7"]
-    scores, _ = _call(accuracy, plain, fallback_last_number=[True, False])
+    scores, _ = call_reward(accuracy, plain, fallback_last_number=[True, False])
     assert scores == [1.0, 0.0]  # the plain-number fallback only where the row asks for it
 
 
@@ -132,7 +90,7 @@ def test_shaping_rewards_and_weights_come_from_the_recipe_keys():
     assert names == ["accuracy", "format", "overlong", "reflection"]
     assert weights == [1.0, 0.5, 0.25, 0.0]  # reflection is a monitor
     by_name = dict(zip(names, funcs, strict=True))
-    assert _call(by_name["format"], [HONEST, "no tags"])[0] == [1.0, 0.0]
+    assert call_reward(by_name["format"], [HONEST, "no tags"])[0] == [1.0, 0.0]
     overlong = by_name["overlong"](completions=["a", "b", "c"], completion_ids=[[1] * 4, [1] * 6, [1] * 8])
     assert overlong == [0.0, -0.5, -1.0]  # DAPO: linear over the last 4 tokens before 8
     with pytest.raises(ValueError, match="unknown reward component"):

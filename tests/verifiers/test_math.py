@@ -484,10 +484,9 @@ PATHOLOGICAL = [
 
 @pytest.fixture(scope="module")
 def pool():
-    # Written against the API of distill/verifiers/pool.py: these tests run once that module exists.
-    why = "distill.verifiers.pool (VerifierPool) or a module it imports is not written yet"
-    pool_module = pytest.importorskip("distill.verifiers.pool", reason=why)
-    with pool_module.VerifierPool(workers=2, timeout=TIMEOUT) as verifier_pool:
+    from distill.verifiers.pool import VerifierPool
+
+    with VerifierPool(workers=2, timeout=TIMEOUT) as verifier_pool:
         yield verifier_pool.warm_up()
 
 
