@@ -44,7 +44,7 @@ def baseline(argv: list[str], out: Path) -> None:
     cfg = load_config(argv)
     g = cfg.grpo
     dataset = Dataset.from_list(training_rows(collect_prompts(cfg), template_name(cfg)))
-    with VerifierPool(workers=g.verify_workers, timeout=g.verify_timeout) as pool:
+    with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(policy_path(cfg))

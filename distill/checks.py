@@ -45,9 +45,17 @@ def _resume(key: str, value: str) -> None:
         raise ConfigError(f"key '{key}' expects auto, never or a checkpoint folder, got {value!r}")
 
 
-def _verify(prefix: str, timeout: float, workers: int | None) -> None:
-    _at_least(f"{prefix}.verify_timeout", timeout, 0, strict=True)
-    _at_least(f"{prefix}.verify_workers", workers, 1)
+def _verify(prefix: str, verify) -> None:
+    _at_least(f"{prefix}.timeout", verify.timeout, 0, strict=True)
+    _at_least(f"{prefix}.workers", verify.workers, 1)
+
+
+def _prompts(prefix: str, source) -> None:
+    if not source.sets:
+        raise ConfigError(f"key '{prefix}.sets' is empty; name at least one prompt set")
+    _levels(f"{prefix}.synthetic_levels", source.synthetic_levels)
+    _at_least(f"{prefix}.synthetic_per_level", source.synthetic_per_level, 1)
+    _at_least(f"{prefix}.limit", source.limit, 1)
 
 
 def _sampling(keys: tuple[str, str, str, str], n: int | None, temperature: float, top_p: float,
@@ -75,10 +83,10 @@ def check_generate(cfg: Config) -> None:
     _at_least("generate.chunk_size", gen.chunk_size, 1)
     _at_least("generate.max_per_prompt", gen.max_per_prompt, 1)
     _at_least("generate.shard_rows", gen.shard_rows, 1)
-    _levels("generate.synthetic_levels", gen.synthetic_levels)
-    _verify("generate", gen.verify_timeout, gen.verify_workers)
-    if not gen.prompts:
-        raise ConfigError("key 'generate.prompts' is empty; name at least one prompt set")
+    _prompts("generate.prompts", gen.prompts)
+    _verify("generate.verify", gen.verify)
+    if s.n is None or s.max_tokens is None:
+        raise ConfigError("keys 'generate.sampling.n' and 'generate.sampling.max_tokens' need a number")
 
 
 def check_sft(cfg: Config) -> None:
@@ -126,24 +134,26 @@ def check_grpo(cfg: Config) -> None:
         raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
     names = ("grpo.num_generations", "grpo.temperature", "grpo.top_p", "grpo.max_completion_length")
     _sampling(names, g.num_generations, g.temperature, g.top_p, g.max_completion_length)
-    _levels("grpo.synthetic_levels", g.synthetic_levels)
-    _verify("grpo", g.verify_timeout, g.verify_workers)
+    _prompts("grpo.prompts", g.prompts)
+    _verify("grpo.verify", g.verify)
 
 
 def check_eval(cfg: Config) -> None:
     ev = cfg.eval
     _one_of("eval.engine.kind", ev.engine.kind, ENGINES)
-    if ev.engine.kind == "openai" and ev.prefill_think:
-        raise ConfigError("key 'eval.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)")
-    if not ev.benchmarks:
-        raise ConfigError("key 'eval.benchmarks' is empty; name at least one benchmark")
-    if len(set(ev.benchmarks)) != len(ev.benchmarks):
-        raise ConfigError(f"key 'eval.benchmarks' names a benchmark twice: {ev.benchmarks}")
-    _sampling(("eval.samples", "eval.temperature", "eval.top_p", "eval.max_tokens"), ev.samples, ev.temperature,
-              ev.top_p, ev.max_tokens)  # fmt: skip
+    if ev.engine.kind == "openai" and ev.sampling.prefill_think:
+        raise ConfigError(
+            "key 'eval.sampling.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)"
+        )
+    sets = ev.prompts.sets
+    if len(set(sets)) != len(sets):
+        raise ConfigError(f"key 'eval.prompts.sets' names a benchmark twice: {sets}")
+    s = ev.sampling
+    names = tuple(f"eval.sampling.{k}" for k in ("n", "temperature", "top_p", "max_tokens"))
+    _sampling(names, s.n, s.temperature, s.top_p, s.max_tokens)
     _at_least("eval.bootstrap", ev.bootstrap, 0)
-    _levels("eval.synthetic_levels", ev.synthetic_levels)
-    _verify("eval", ev.verify_timeout, ev.verify_workers)
+    _prompts("eval.prompts", ev.prompts)
+    _verify("eval.verify", ev.verify)
 
 
 def check_compare(cfg: Config) -> None:

@@ -81,14 +81,18 @@ class FilterConfig:
     max_repeated_share: float = 0.3
 
 
+def _prompt_sets(*names: str):
+    return field(default_factory=lambda: list(names))
+
+
 @dataclass
-class GenerateConfig:
-    # The teacher: a built-in name, folder or hub id (vllm), or the served model name (openai). Default: model.name.
-    teacher: str | None = None
-    # Prompt sets: `synthetic` (built-in tasks), built-in benchmark names (gsm8k, math500, math_train, aime, aime24,
-    # aime25, amc23, humaneval, mbpp), local .jsonl/.parquet files, or hub dataset ids.
-    prompts: list[str] = field(default_factory=lambda: ["synthetic"])
-    # For hub datasets and files: split, config (subset), our-field -> column mapping, rows per set.
+class PromptSource:
+    """Where a stage's prompts come from -- one section, composed into generate, grpo and eval."""
+
+    # `synthetic` (built-in tasks), built-in benchmark names (gsm8k, math500, math_train, aime, aime24, aime25, amc23,
+    # humaneval, mbpp), local .jsonl/.parquet files, or hub dataset ids (grpo: also distill.generate folders).
+    sets: list[str] = _prompt_sets("synthetic")
+    # For hub datasets and files: split, config (subset), our-field -> column mapping, rows per set (None: all).
     split: str | None = None
     subset: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
@@ -96,6 +100,23 @@ class GenerateConfig:
     # Built-in synthetic tasks: problems per level, and which levels (1 easiest .. 5).
     synthetic_per_level: int = 8
     synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+
+
+@dataclass
+class VerifySection:
+    """The verifiers' settings -- one section, composed into generate, grpo and eval."""
+
+    # Seconds per verdict: CPU time of a math worker (wall-clock backstop twice that), wall time of a code sandbox.
+    timeout: float = 5.0
+    # Worker processes for math, threads for code (None: all cores).
+    workers: int | None = None
+
+
+@dataclass
+class GenerateConfig:
+    # The teacher: a built-in name, folder or hub id (vllm), or the served model name (openai). Default: model.name.
+    teacher: str | None = None
+    prompts: PromptSource = field(default_factory=PromptSource)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Keep policy: all (every correct sample), first_k (at most max_per_prompt correct), shortest (the shortest one).
@@ -105,9 +126,7 @@ class GenerateConfig:
     # Prompts in flight (vLLM refills its batch as each finishes; servers get this many at a time), and the most
     # verified per journal write. Resume is per journaled prompt, whatever this is.
     chunk_size: int = 32
-    # Verifier time bound (s) and worker processes (default: all cores).
-    verify_timeout: float = 5.0
-    verify_workers: int | None = None
+    verify: VerifySection = field(default_factory=VerifySection)
     # The dataset's name: output_dir/datasets/<name>/ and <card_dir>/<name>.md; a relative card_dir is under
     # output_dir, so two runs with the same dataset name in different output folders keep their own cards.
     dataset_name: str = "distill-dataset"
@@ -210,15 +229,8 @@ class GRPOSection:
     # distill.sft trains on); r1_zero: R1-Zero's template as plain text, no chat template (base models);
     # r1_zero_chat: R1-Zero's template text as the user turn (instruct models that know a chat template).
     template: str = "auto"
-    # Prompt sets as generate.prompts (synthetic, built-in benchmarks, .jsonl/.parquet files, hub ids), or folders
-    # written by distill.generate (their rows carry each prompt's pass_rate).
-    prompts: list[str] = field(default_factory=lambda: ["synthetic"])
-    split: str | None = None
-    subset: str | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    limit: int | None = None
-    synthetic_per_level: int = 64
-    synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    # As generate.prompts, and also folders written by distill.generate (their rows carry each prompt's pass_rate).
+    prompts: PromptSource = field(default_factory=lambda: PromptSource(synthetic_per_level=64))
     # A distill.generate dataset folder whose recorded pass rates (its journal holds every prompt, also those never
     # solved) are looked up by prompt id. With min/max_pass_rate, only prompts with min < pass_rate < max are kept
     # (strict bounds: 0 and 1 drop prompts always or never solved, whose groups have no advantage to learn from).
@@ -233,9 +245,7 @@ class GRPOSection:
     language: str = "en"
     overlong_cache: int | None = None
     repetition_ngram: int = 3
-    # Verifier time bound (s) and worker processes (default: all cores).
-    verify_timeout: float = 5.0
-    verify_workers: int | None = None
+    verify: VerifySection = field(default_factory=VerifySection)
     # The objective (trl.GRPOConfig). num_generations: group size G. loss_type: grpo (per-sequence mean, R1),
     # dr_grpo, dapo, bnpo, ... beta: KL coefficient to the reference model (k3 estimator; 0 loads no reference).
     # epsilon / epsilon_high: PPO clip, and DAPO's clip-higher upper bound (None: epsilon). scale_rewards: group
@@ -250,6 +260,8 @@ class GRPOSection:
     scale_rewards: str = "group"
     # Policy updates per generation batch (mu in the GRPO paper); > 1 makes the clip matter.
     num_iterations: int = 1
+    # Rollout sampling under trl.GRPOConfig's own names (not a `sampling:` section like generate's and eval's): the
+    # rollouts are TRL's, and these keys map one to one onto its documented fields.
     temperature: float = 1.0
     top_p: float = 1.0
     max_completion_length: int = 32768
@@ -306,35 +318,25 @@ class EvalSection:
     """Evaluation (python -m distill.eval): R1's protocol -- k samples per problem at temperature 0.6, top-p 0.95;
     pass@1 is the mean accuracy over the k samples, cons@k the majority vote over the extracted answers."""
 
-    # Built-in benchmark names (math500, aime24, aime25, amc23, gsm8k, humaneval, mbpp, math_train, aime, synthetic),
-    # local .jsonl/.parquet files or hub dataset ids (with split/subset/fields as generate.prompts).
-    benchmarks: list[str] = field(default_factory=lambda: ["math500", "aime24", "gsm8k", "humaneval"])
-    split: str | None = None
-    subset: str | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    # Problems per benchmark (None: all); for quick runs. synthetic: problems per level and levels, as generate's.
-    limit: int | None = None
-    synthetic_per_level: int = 8
-    synthetic_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    # The benchmarks (prompts.sets; short key benchmarks=): built-in names (math500, aime24, aime25, amc23, gsm8k,
+    # humaneval, mbpp, math_train, aime, synthetic), local .jsonl/.parquet files or hub dataset ids; prompts.limit:
+    # problems per benchmark, for quick runs.
+    prompts: PromptSource = field(
+        default_factory=lambda: PromptSource(sets=["math500", "aime24", "gsm8k", "humaneval"])
+    )
     # Held-out synthetic problems: drawn from this seed (training draws from `seed`), any problem text the training
     # seed also gives is dropped.
     synthetic_seed: int = 1234
-    # Samples per problem k; None: open-r1's defaults per benchmark (distill.eval.DEFAULT_SAMPLES: AIME 64, MATH 4,
-    # GPQA 8, code 16, others 4).
-    samples: int | None = None
-    temperature: float = 0.6
-    top_p: float = 0.95
-    # New tokens per sample; None: generate.sampling.max_tokens (the recipe's).
-    max_tokens: int | None = None
-    # Prefill "<think>\n" after the generation prompt, as R1's evaluation does (for models trained to think in tags).
-    prefill_think: bool = False
+    # The same sampling section as generate's. n: samples per problem k, None for open-r1's defaults per benchmark
+    # (distill.eval_sets.DEFAULT_SAMPLES: AIME 64, MATH 4, GPQA 8, code 16, others 4); max_tokens None:
+    # generate.sampling.max_tokens (the recipe's); prefill_think as R1's evaluation does, for models that think in tags.
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=None, max_tokens=None))
     # The sampler: vllm (in process) or openai (servers); same keys as generate.engine. Prompts in flight (and per
     # verification batch): generate.chunk_size.
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Bootstrap resamples of the problems for pass@1's standard error.
     bootstrap: int = 1000
-    verify_timeout: float = 5.0
-    verify_workers: int | None = None
+    verify: VerifySection = field(default_factory=VerifySection)
     # Output folder <output_dir>/eval/<run_name>; default: the model's folder name.
     run_name: str | None = None
 

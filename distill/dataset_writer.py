@@ -24,7 +24,7 @@ def decontaminate(cfg: Config, prompts: list[dict]) -> tuple[list[dict], dict]:
     report: dict = {"ngram": filters.decontaminate_ngram, "checked": [], "unchecked": {}, "removed": {}}
     texts: dict[str, list[str]] = {}
     for name in filters.decontaminate:
-        if name in cfg.generate.prompts:  # asked for as prompts on purpose: checking it against itself removes all
+        if name in cfg.generate.prompts.sets:  # asked for as prompts on purpose: checking it against itself removes all
             report["unchecked"][name] = "is a prompt source of this run"
             continue
         try:

@@ -6,8 +6,8 @@ cut at max_tokens never counts as correct). Reports per benchmark pass@1 with a 
 (majority vote, math), pass@k, mean length and truncation rate (distill.metrics).
 
 `model=` takes a built-in name, a hub id, a model folder or a LoRA adapter folder (merged onto its base once, so vLLM
-loads a plain folder). Short keys: model= (model.name), benchmarks= (eval.benchmarks), samples= (eval.samples),
-limit= (eval.limit).
+loads a plain folder). Short keys: model= (model.name), benchmarks= (eval.prompts.sets), samples= (eval.sampling.n),
+limit= (eval.prompts.limit).
 
 Writes <output_dir>/eval/<run_name>/: results.json (metrics and a manifest -- dataset hashes, prompt template,
 sampling, model hash, versions, seed -- so two runs can be compared), results.md (a table) and samples.jsonl (every
@@ -21,7 +21,7 @@ import datetime
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from distill import cli
@@ -41,7 +41,8 @@ SUMMARY = (
     "Evaluate a model with R1's protocol (k samples per problem, temperature 0.6, top-p 0.95): pass@1 with its "
     "standard error, cons@k and pass@k per benchmark. Short keys: model=, benchmarks=, samples=, limit=."
 )
-ALIASES = {"model": "model.name", "benchmarks": "eval.benchmarks", "samples": "eval.samples", "limit": "eval.limit"}
+ALIASES = {"model": "model.name", "benchmarks": "eval.prompts.sets", "samples": "eval.sampling.n",
+           "limit": "eval.prompts.limit"}  # fmt: skip
 
 
 @dataclass
@@ -66,19 +67,11 @@ def expand_aliases(argv: list[str]) -> list[str]:
 
 
 def max_tokens(cfg: Config) -> int:
-    return cfg.eval.max_tokens or cfg.generate.sampling.max_tokens
+    return cfg.eval.sampling.max_tokens or cfg.generate.sampling.max_tokens
 
 
 def sampling_for(cfg: Config, k: int) -> SamplingConfig:
-    ev = cfg.eval
-    return SamplingConfig(
-        n=k,
-        temperature=ev.temperature,
-        top_p=ev.top_p,
-        max_tokens=max_tokens(cfg),
-        seed=cfg.seed,
-        prefill_think=ev.prefill_think,
-    )
+    return replace(cfg.eval.sampling, n=k, max_tokens=max_tokens(cfg), seed=cfg.seed)
 
 
 def default_run_name(model: str) -> str:
@@ -96,7 +89,7 @@ def _work_dir(out_dir: Path, name: str) -> Path:
 def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
     """Check the settings, load the benchmarks, resolve the model (merging an adapter) and open the journals; raises
     ConfigError, DataError or ModelError (one line each) before any inference engine starts."""
-    benchmarks = [load_benchmark(cfg, name) for name in cfg.eval.benchmarks]
+    benchmarks = [load_benchmark(cfg, name) for name in cfg.eval.prompts.sets]
     if cfg.eval.engine.kind == "openai":
         served = cfg.eval.engine.served_model or model
         path, info = served, {"served_model": served, "urls": cfg.eval.engine.urls}
@@ -135,7 +128,7 @@ class Engines:
         if self.sampler is None:
             ev = self.plan.cfg.eval
             self.sampler = make_sampler(self.plan.cfg, self.plan.model_path)
-            self.pool = VerifierPool(workers=ev.verify_workers, timeout=ev.verify_timeout)
+            self.pool = VerifierPool(workers=ev.verify.workers, timeout=ev.verify.timeout)
             self.pool.warm_up()
         return self.sampler, self.pool
 
@@ -197,12 +190,12 @@ def manifest(plan: Plan, command: str | None) -> dict:
     return {
         "model": {"name": plan.model, **plan.model_info},
         "datasets": {b.name: b.dataset for b in plan.benchmarks},
-        "limit": ev.limit,
+        "limit": ev.prompts.limit,
         "prompt_template": {
             "format": "{problem}\n{instruction}",
             "instruction": {"math": R1_MATH_INSTRUCTION, "code": R1_CODE_INSTRUCTION},
             "system_prompt": None,
-            "prefill": "<think>\n" if ev.prefill_think else None,
+            "prefill": "<think>\n" if ev.sampling.prefill_think else None,
         },
         "sampling": {
             **{k: v for k, v in asdict(sampling_for(cfg, 1)).items() if k not in ("n", "stop")},
@@ -210,7 +203,7 @@ def manifest(plan: Plan, command: str | None) -> dict:
             "per_prompt_seed": "seed + crc32(prompt id) (distill.rollout.prompt_seed)",
         },
         "engine": {k: v for k, v in asdict(ev.engine).items() if k != "api_key_env"},
-        "verifier": {"timeout_s": ev.verify_timeout},
+        "verifier": {"timeout_s": ev.verify.timeout},
         "bootstrap": ev.bootstrap,
         "seed": cfg.seed,
         "recipe": cfg.recipe,

@@ -11,7 +11,7 @@ from distill.models import file_sha256
 from distill.prompt_sets import BUILTIN_PROMPTS, data_folder, load_prompts
 from distill.tasks import synthetic_rows
 
-# Samples per problem when eval.samples is not set: open-r1's choices (AIME 64, MATH-500 4, GPQA 8, code 16), 4 for
+# Samples per problem when eval.sampling.n is not set: open-r1's choices (AIME 64, MATH-500 4, GPQA 8, code 16), 4 for
 # the rest. Looked up by the benchmark's name, else the longest key it starts with (aime_2024 -> aime).
 DEFAULT_SAMPLES = {
     "aime": 64,
@@ -50,12 +50,12 @@ def samples_for(name: str, task: str) -> int:
 
 def dataset_identity(cfg: Config, name: str) -> dict:
     """The data behind a benchmark name: file and sha256 (built-in or local), hub id and split, or the generator."""
-    ev = cfg.eval
+    ev, src = cfg.eval, cfg.eval.prompts
     if name == "synthetic":
-        levels = ev.synthetic_levels
+        levels = src.synthetic_levels
         return {
             "generator": "distill.tasks",
-            "per_level": ev.synthetic_per_level,
+            "per_level": src.synthetic_per_level,
             "levels": levels,
             "seed": ev.synthetic_seed,
             "held_out_from_seed": cfg.seed,
@@ -68,38 +68,42 @@ def dataset_identity(cfg: Config, name: str) -> dict:
         return {"hub": entry.hub, "subset": entry.hub_config, "split": entry.hub_split}
     path = Path(name).expanduser()
     if path.is_file():
-        return {"file": str(path.resolve()), "sha256": file_sha256(path), "fields": ev.fields}
-    return {"hub": name, "subset": ev.subset, "split": ev.split, "fields": ev.fields}
+        return {"file": str(path.resolve()), "sha256": file_sha256(path), "fields": src.fields}
+    return {"hub": name, "subset": src.subset, "split": src.split, "fields": src.fields}
 
 
 def held_out_synthetic(cfg: Config) -> list[dict]:
     """Synthetic problems from eval.synthetic_seed, without any problem text the recipe trains on (generate and grpo
     draw theirs from `seed`): small levels repeat problems across seeds."""
-    ev = cfg.eval
+    ev, src = cfg.eval, cfg.eval.prompts
     if ev.synthetic_seed == cfg.seed:
         raise ConfigError(
             f"key 'eval.synthetic_seed' must differ from seed ({cfg.seed}): those are the training problems"
         )
-    trained_count = max(cfg.generate.synthetic_per_level, cfg.grpo.synthetic_per_level, ev.synthetic_per_level)
-    trained = {r["problem"] for r in synthetic_rows(trained_count, ev.synthetic_levels, seed=cfg.seed)}
+    per_level = (
+        cfg.generate.prompts.synthetic_per_level,
+        cfg.grpo.prompts.synthetic_per_level,
+        src.synthetic_per_level,
+    )
+    trained = {r["problem"] for r in synthetic_rows(max(per_level), src.synthetic_levels, seed=cfg.seed)}
     return [
         r
-        for r in synthetic_rows(ev.synthetic_per_level, ev.synthetic_levels, seed=ev.synthetic_seed)
+        for r in synthetic_rows(src.synthetic_per_level, src.synthetic_levels, seed=ev.synthetic_seed)
         if r["problem"] not in trained
     ]
 
 
 def load_benchmark(cfg: Config, name: str) -> Benchmark:
-    ev = cfg.eval
+    src = cfg.eval.prompts
     if name == "synthetic":
         try:
             rows = held_out_synthetic(cfg)
         except ValueError as e:
-            raise ConfigError(f"key 'eval.synthetic_levels': {e}") from None
+            raise ConfigError(f"key 'eval.prompts.synthetic_levels': {e}") from None
         # Level by level would make a small limit all level 1: interleave the levels (stable sort by index).
-        rows = sorted(rows, key=lambda row: int(row["id"].rsplit("-", 1)[1]))[: ev.limit]
+        rows = sorted(rows, key=lambda row: int(row["id"].rsplit("-", 1)[1]))[: src.limit]
     else:
-        rows = load_prompts(name, split=ev.split, subset=ev.subset, fields=ev.fields, limit=ev.limit)
+        rows = load_prompts(name, split=src.split, subset=src.subset, fields=src.fields, limit=src.limit)
     task = "code" if all(row["task"] == "code" for row in rows) else "math"
-    k = ev.samples or samples_for(name, task)
+    k = cfg.eval.sampling.n or samples_for(name, task)
     return Benchmark(name, rows, k, dataset_identity(cfg, name))

@@ -30,13 +30,13 @@ SUMMARY = "Sample from a teacher, keep verified-correct chains of thought, write
 
 def collect_prompts(cfg: Config) -> list[dict]:
     """Every prompt row of every configured set, checked (bad rows raise DataError before any sampling)."""
-    gen = cfg.generate
+    src = cfg.generate.prompts
     rows: list[dict] = []
-    for name in gen.prompts:
+    for name in src.sets:
         if name == "synthetic":
-            rows += synthetic_rows(gen.synthetic_per_level, gen.synthetic_levels, seed=cfg.seed)
+            rows += synthetic_rows(src.synthetic_per_level, src.synthetic_levels, seed=cfg.seed)
         else:
-            rows += load_prompts(name, split=gen.split, subset=gen.subset, fields=gen.fields, limit=gen.limit)
+            rows += load_prompts(name, split=src.split, subset=src.subset, fields=src.fields, limit=src.limit)
     seen: dict[str, str] = {}
     for row in rows:
         if row["id"] in seen:
@@ -112,7 +112,7 @@ def _generate(cfg: Config, argv: list[str]) -> int:
         sampler = make_sampler(cfg)
         (out_dir / ".work" / TEACHER_FILE).write_text(sampler.model + "\n")
         try:
-            with VerifierPool(workers=gen.verify_workers, timeout=gen.verify_timeout) as pool:
+            with VerifierPool(workers=gen.verify.workers, timeout=gen.verify.timeout) as pool:
                 records = sample_and_verify(cfg, prompts, sampler, pool.warm_up(), journal)
         finally:
             sampler.close()

@@ -69,17 +69,17 @@ def run_root(cfg: Config) -> Path:
 
 def same_prompts(cfg: Config) -> list[str]:
     """grpo.* overrides that give GRPO exactly the prompts the teacher was given."""
-    gen = cfg.generate
+    src = cfg.generate.prompts
     pairs = {
-        "grpo.prompts": "[" + ",".join(gen.prompts) + "]",
-        "grpo.synthetic_per_level": gen.synthetic_per_level,
-        "grpo.synthetic_levels": "[" + ",".join(map(str, gen.synthetic_levels)) + "]",
-        "grpo.split": gen.split,
-        "grpo.subset": gen.subset,
-        "grpo.limit": gen.limit,
+        "grpo.prompts.sets": "[" + ",".join(src.sets) + "]",
+        "grpo.prompts.synthetic_per_level": src.synthetic_per_level,
+        "grpo.prompts.synthetic_levels": "[" + ",".join(map(str, src.synthetic_levels)) + "]",
+        "grpo.prompts.split": src.split,
+        "grpo.prompts.subset": src.subset,
+        "grpo.prompts.limit": src.limit,
     }
     overrides = [f"{k}={'null' if v is None else v}" for k, v in pairs.items()]
-    overrides += [f"grpo.fields.{k}={v}" for k, v in gen.fields.items()]
+    overrides += [f"grpo.prompts.fields.{k}={v}" for k, v in src.fields.items()]
     return overrides
 
 

@@ -93,13 +93,14 @@ def collect_prompts(cfg: Config) -> list[dict]:
     """Every configured prompt row, then the pass-rate filter; raises DataError or ConfigError."""
     g = cfg.grpo
     rows: list[dict] = []
-    for name in g.prompts:
+    src = g.prompts
+    for name in src.sets:
         if name == "synthetic":  # same seed as distill.generate's: same ids, same problems, so pass rates match
-            rows += synthetic_rows(g.synthetic_per_level, g.synthetic_levels, seed=cfg.seed)
+            rows += synthetic_rows(src.synthetic_per_level, src.synthetic_levels, seed=cfg.seed)
         elif is_generate_dataset(name):
             rows += generate_dataset_prompts(Path(name))
         else:
-            rows += load_prompts(name, split=g.split, subset=g.subset, fields=g.fields, limit=g.limit)
+            rows += load_prompts(name, split=src.split, subset=src.subset, fields=src.fields, limit=src.limit)
     seen: set[str] = set()
     for row in rows:
         if row["id"] in seen:

@@ -74,7 +74,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         if not cuda():
             enable_vllm_cpu_colocate()
     model, tokenizer, peft_config = load_policy(cfg)
-    with VerifierPool(workers=g.verify_workers, timeout=g.verify_timeout) as pool:
+    with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(
             g.reward_weights,
             pool,

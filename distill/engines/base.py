@@ -13,12 +13,13 @@ R1_CODE_INSTRUCTION = "Write your solution in Python in a single ```python code 
 
 @dataclass
 class SamplingConfig:
-    # R1's defaults: temperature 0.6, top-p 0.95, several samples per prompt.
-    n: int = 4
+    # R1's defaults: temperature 0.6, top-p 0.95, several samples per prompt. (None only in eval.sampling, where it
+    # means "the benchmark's default", and so for max_tokens: "generate's".)
+    n: int | None = 4
     temperature: float = 0.6
     top_p: float = 0.95
     # New tokens per sample (the paper's 32k; the CPU recipe uses far fewer).
-    max_tokens: int = 32768
+    max_tokens: int | None = 32768
     # Each prompt's samples use seed + a hash of its id, so a prompt's samples do not depend on its batch: a resumed
     # run equals an uninterrupted one.
     seed: int = 0

@@ -46,14 +46,18 @@ def generate_folder(tmp_path) -> Path:
 
 
 def test_prompts_from_a_generate_dataset_keep_strictly_between_pass_rates(generate_folder):
-    cfg = load_config([f"grpo.prompts=[{generate_folder}]", "grpo.min_pass_rate=0", "grpo.max_pass_rate=1"])
+    cfg = load_config([f"grpo.prompts.sets=[{generate_folder}]", "grpo.min_pass_rate=0", "grpo.max_pass_rate=1"])
     prompts = collect_prompts(cfg)
     assert {p["id"] for p in prompts} == {"synthetic-L1-0", "synthetic-L1-3"}
     assert prompts[0]["problem"] == "What is 0 + 1?" and prompts[0]["fallback_last_number"] is True
 
 
 def test_pass_rates_from_a_journal_select_builtin_prompts(generate_folder):
-    argv = ["grpo.synthetic_levels=[1]", "grpo.synthetic_per_level=6", f"grpo.pass_rates={generate_folder}"]
+    argv = [
+        "grpo.prompts.synthetic_levels=[1]",
+        "grpo.prompts.synthetic_per_level=6",
+        f"grpo.pass_rates={generate_folder}",
+    ]
     everything = collect_prompts(load_config(argv))
     assert len(everything) == 6
     hard = collect_prompts(load_config([*argv, "grpo.max_pass_rate=0.5"]))
