@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 
 import pytest
 
@@ -145,3 +146,16 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
     assert compare.main(argv) == 0
     assert json.loads((root / "stages.json").read_text()) == ledger
     assert (root / "report" / "table.md").is_file()
+
+
+def test_a_failed_stage_names_its_own_error(tmp_path, capsys):
+    """A stage's one-line error comes back in the comparison's error, not just the stage's name."""
+    from grpo import compare
+
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys\nsys.stderr.write('progress 50%\\r')\nsys.stderr.write('x: error: key foo is bad\\n')\nsys.exit(2)\n"
+    )
+    code, error = compare._run_stage([sys.executable, str(script)])
+    assert (code, error) == (2, "key foo is bad")
+    assert "progress 50%" in capsys.readouterr().err  # passed through as it came
