@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints-cpu.txt scripts/setup.sh
+$(STAMP): pyproject.toml constraints-cpu.txt constraints-cuda.txt scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup

@@ -92,6 +92,7 @@ def check_generate(cfg: Config) -> None:
 def check_sft(cfg: Config) -> None:
     sft = cfg.sft
     _one_of("sft.method", sft.method, METHODS)
+    _one_of("sft.long_rows", sft.long_rows, ("drop", "truncate"))
     if sft.padding_free and not sft.packing and sft.max_length is not None:
         # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
         raise ConfigError(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from distill.config import Config, ConfigError, help_text, load_config
 from distill.errors import UserError, first_line
+from distill.planning import PlanError
 
 VERBOSE = "--verbose"
 # Libraries whose INFO/WARNING chatter belongs in the log file, not on the terminal.
@@ -148,8 +149,10 @@ def run(
     argv: list[str] | None,
     body: Callable[[Config, list[str]], int],
     writes: bool = True,
+    stage: str | None = None,
 ) -> int:
-    """Parse, check, quiet the libraries, run `body`; bad input is one line and exit 2 (see the module docstring)."""
+    """Parse, check, quiet the libraries, run `body`; bad input is one line and exit 2 (see the module docstring).
+    With `stage`, distill.plan's checks for that stage run before `body` loads any model (one line per problem)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = VERBOSE in argv
     argv = [a for a in argv if a != VERBOSE]
@@ -161,7 +164,14 @@ def run(
         if writes:
             check_output_dir(Path(cfg.output_dir))
             quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
+        if stage is not None:
+            from distill.planning import check_before_load
+
+            check_before_load(cfg, stage)
         return body(cfg, argv)
+    except PlanError as e:  # every problem the plan found, one line each
+        for line in e.problems:
+            print(f"{prog}: error: {line}", file=sys.stderr)
     except UserError as e:
         print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
     except OSError as e:

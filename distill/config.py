@@ -172,8 +172,12 @@ class SFTSection:
     init_from: str | None = None
     # Output folder <output_dir>/sft/<run_name>; default <model name>-<method>.
     run_name: str | None = None
-    # Tokens per example (prompt + reasoning + answer); longer examples are cut at the end (packing: tokens per row).
+    # Tokens per example (prompt + reasoning + answer) (packing: tokens per row).
     max_length: int | None = 1024
+    # Examples longer than max_length: drop (left out, counted in the model card), or truncate (TRL's way: the start
+    # is kept, so the </think>, the answer and the end-of-turn token are lost and the student learns not to stop,
+    # open-r1#492).
+    long_rows: str = "drop"
     # packing: best-fit-decreasing packing of whole examples into rows of max_length, padding-free (no pad tokens;
     # position ids keep examples apart). padding_free alone (no packing) needs max_length=null.
     packing: bool = False

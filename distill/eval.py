@@ -266,7 +266,9 @@ def _eval(cfg: Config, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     typed = sys.argv[1:] if argv is None else argv  # recorded as typed, short keys and all
-    return cli.run("distill.eval", SUMMARY, ("eval",), expand_aliases(typed), lambda cfg, _: _eval(cfg, typed))
+    return cli.run(
+        "distill.eval", SUMMARY, ("eval",), expand_aliases(typed), lambda cfg, _: _eval(cfg, typed), stage="eval"
+    )
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def _generate(cfg: Config, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("distill.generate", SUMMARY, ("generate",), argv, _generate)
+    return cli.run("distill.generate", SUMMARY, ("generate",), argv, _generate, stage="generate")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 from distill import cli
 from distill.cli import write_effective_config
 from distill.config import Config
+from distill.prompt_sets import DataError
 
 SUMMARY = "Fine-tune a student (LoRA, QLoRA or full) on verified reasoning traces with TRL's SFTTrainer."
 
@@ -73,6 +74,7 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
         "dataset_kind": source.kind,
         "data_card": source.data_card,
         "rows": source.rows,
+        "dropped_long": source.dropped_long,
         "steps": trainer.state.global_step,
         "final_loss": last.get("loss"),
         "seconds": seconds,
@@ -100,6 +102,20 @@ def _sft(cfg: Config, argv: list[str]) -> int:
     dataset, source, out, args, checkpoint = _prepare(cfg)
     write_effective_config(cfg, out)
     base, model, tokenizer, peft_config = load_student(cfg)
+    sft = cfg.sft
+    if sft.long_rows == "drop" and sft.max_length is not None and not sft.packing:
+        from distill.training.examples import drop_long_rows, training_template
+
+        dataset, source.dropped_long = drop_long_rows(dataset, tokenizer, sft.max_length, training_template(cfg))
+        if source.dropped_long:
+            print(
+                f"distill.sft: {source.dropped_long} of {source.rows} rows are longer than sft.max_length="
+                f"{sft.max_length} tokens and are left out (sft.long_rows=truncate cuts them instead)",
+                file=sys.stderr,
+            )
+        if len(dataset) == 0:
+            raise DataError(f"every row is longer than sft.max_length={sft.max_length}: raise it")
+        source.rows = len(dataset)
     from trl import SFTTrainer
 
     from distill.training.callbacks import MetricsLog, SaveOnSignal
@@ -137,7 +153,7 @@ def _sft(cfg: Config, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("distill.sft", SUMMARY, ("sft",), argv, _sft)
+    return cli.run("distill.sft", SUMMARY, ("sft",), argv, _sft, stage="sft")
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def _compare(cfg: Config, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     sections = ("compare", "generate", "sft", "grpo", "eval")
-    return cli.run("grpo.compare", SUMMARY, sections, argv, _compare)
+    return cli.run("grpo.compare", SUMMARY, sections, argv, _compare, stage="compare")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def _train(cfg: Config, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("grpo.train", SUMMARY, ("grpo",), argv, _train)
+    return cli.run("grpo.train", SUMMARY, ("grpo",), argv, _train, stage="grpo")
 
 
 if __name__ == "__main__":

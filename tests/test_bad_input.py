@@ -119,7 +119,7 @@ def test_an_eval_of_an_empty_folder(tmp_path, capsys, no_model_loads):
         "eval.prompts.synthetic_per_level=1",
     ]
     assert evaluation.main(argv) == 2
-    one_error_line(capsys, "distill.eval", "holds no config.json")
+    one_error_line(capsys, "distill.eval", "no config.json")
 
 
 @pytest.mark.parametrize(
@@ -162,3 +162,12 @@ def test_verify_names_a_line_that_is_not_utf8(tmp_path, capsys):
     assert verify.main([str(rows), "--output", str(out)]) == 2
     one_error_line(capsys, "distill.verify", f"{rows}:2: not UTF-8 text")
     assert not out.exists()  # nothing half-written
+
+
+def test_every_entry_point_runs_the_plan_before_it_loads_a_model(tmp_path, capsys, no_model_loads):
+    """A GPU recipe whose vLLM context exceeds the model's: one line per problem, naming the key, before any load."""
+    argv = [f"output_dir={tmp_path / 'out'}", "recipe=qwen7b", "eval.engine.max_model_len=34816"]
+    assert evaluation.main([*argv, "model=smollm2-135m", "benchmarks=synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "eval.engine.max_model_len" in err
+    assert all(line.startswith("distill.eval: error: ") for line in err.splitlines() if line.strip())

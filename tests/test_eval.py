@@ -153,7 +153,11 @@ def model_folder(tmp_path):
     """A folder that resolves as a model (the scripted sampler never loads it)."""
     folder = tmp_path / "model-x"
     folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "llama"}')
+    shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}  # fmt: skip
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"], **shape})
+    )
     (folder / "model.safetensors").write_bytes(b"\0" * 4096)
     return folder
 

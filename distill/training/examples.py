@@ -28,6 +28,7 @@ class DatasetSource:
     kind: str  # generate-folder | file | folder | hub
     data_card: str | None  # path (or URL) of the data card describing the rows, if there is one
     rows: int = 0
+    dropped_long: int = 0  # rows left out as longer than sft.max_length (sft.long_rows=drop)
 
 
 def default_dataset(cfg: Config) -> str:
@@ -120,6 +121,35 @@ def split_last_assistant(row: dict) -> dict:
     messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant" and m["content"])
     return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+def drop_long_rows(dataset, tokenizer, max_length: int, chat_template: str | None = None):
+    """(dataset, rows dropped): the rows whose prompt + completion, rendered with the training chat template, fit
+    in max_length tokens. Cutting a long row instead keeps its start: the </think>, the answer and the end-of-turn
+    token are lost, and the student learns not to stop (open-r1#492)."""
+
+    def lengths(batch: dict) -> dict:
+        texts = [
+            tokenizer.apply_chat_template(p + c, tokenize=False, chat_template=chat_template)
+            for p, c in zip(batch["prompt"], batch["completion"], strict=True)
+        ]
+        return {"_tokens": [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]}
+
+    measured = dataset.map(lengths, batched=True, desc="token lengths")
+    kept = measured.filter(lambda n: n <= max_length, input_columns="_tokens").remove_columns("_tokens")
+    return kept, len(dataset) - len(kept)
+
+
+def training_template(cfg: Config) -> str | None:
+    """The chat template SFT trains with when sft.chat_template_path names one (a .jinja file or a tokenizer)."""
+    path = cfg.sft.chat_template_path
+    if path is None:
+        return None
+    if path.endswith(".jinja"):
+        return Path(path).expanduser().read_text()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path).chat_template
 
 
 def load_sft_dataset(cfg: Config):

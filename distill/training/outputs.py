@@ -93,6 +93,8 @@ def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
             "(the `<think>` block and the answer) verified by rule-based checkers, as in DeepSeek-R1's distillation.",
             "## Training data",
             f"- Dataset: `{facts['dataset']}` ({facts['rows']} rows)\n- Data card: `{facts['data_card'] or 'none'}`\n"
+            f"- Rows longer than sft.max_length ({sft.max_length} tokens): {facts.get('dropped_long', 0)} left out "
+            f"(sft.long_rows={sft.long_rows})\n"
             "- Loss on the assistant turn only (prompt/completion rows; the template check verified that the "
             "reasoning and the EOS token are trained)",
             "## Method and hyperparameters",

@@ -1,0 +1,114 @@
+"""Checks a recipe against the model's config.json and the hardware it declares, before anything loads a model.
+
+`plan(cfg, stages)` returns, per stage, the memory per device part by part (weights, LoRA or optimizer states,
+activations, LM head, vLLM's weights and KV cache) and the problems -- one line each, naming the keys to change:
+contexts (max_model_len, prompt + max_tokens, SFT max_length against the data, GRPO completions against what the
+SFT trained on), batch arithmetic (GRPO's generation batch divisible by G), adapters on their own base, the
+installed stack inside its own declared ranges, bitsandbytes for QLoRA, and memory. `python -m distill.plan` prints
+it; `check_before_load(cfg, stage)` raises PlanError so that every entry point can stop before a download.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from distill.config import Config, ConfigError, HardwareSection
+from distill.planning.memory import GIB
+
+STAGES = ("generate", "sft", "grpo", "eval", "compare")
+SHARDING = ("zero3", "fsdp", "ddp")
+# Prompt budgets in tokens (`prompt_tokens=` overrides them). R1's prompt around a benchmark problem: the longest
+# MATH training problem is 4,309 characters (an [asy] figure, ~1,500 tokens), 99% are under 1,110 characters;
+# MATH-500 1,733, AIME 1,734 (shared/data). The built-in synthetic problems are at most 99 characters: with the
+# instruction and SmolLM2's default system turn about 60 tokens (recipes/smollm2.yaml).
+PROMPT_TOKENS = 1024
+SYNTHETIC_PROMPT_TOKENS = 128
+
+
+def device_bytes(hardware: HardwareSection) -> float:
+    """Memory of one device in bytes."""
+    return hardware.gpu_memory_gib * GIB
+
+
+def processes_for(hardware: HardwareSection, stage: str) -> int:
+    """Training processes of a stage (hardware.processes; 1 when not named)."""
+    return int(hardware.processes.get(stage, 1))
+
+
+class PlanError(ConfigError):
+    """Problems found before loading a model; the message holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class Row:
+    stage: str
+    part: str
+    gib: float
+    fits: str = ""  # yes / NO on the lines that are checked
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    rows: list[Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def hardware_of(cfg: Config) -> HardwareSection:
+    hardware = getattr(cfg, "hardware", None)
+    if hardware is None:
+        return HardwareSection()
+    if hardware.sharding not in SHARDING:
+        raise ConfigError(f"key 'hardware.sharding' expects one of {', '.join(SHARDING)}, got {hardware.sharding!r}")
+    return hardware
+
+
+def plan(cfg: Config, stages: tuple[str, ...] = STAGES, prompt_tokens: int | None = None, **options) -> list[StagePlan]:
+    """Every check of the given stages; raises ConfigError (one line) when a model's config cannot be found."""
+    from distill.planning.pipeline import plan_stage
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage '{unknown[0]}'; expected one of {', '.join(STAGES)}")
+    hardware = options.pop("hardware", None) or hardware_of(cfg)
+    planned = frozenset(stages)
+    return [plan_stage(cfg, hardware, stage, prompt_tokens, planned=planned, **options) for stage in stages]
+
+
+def runtime_hardware(cfg: Config) -> tuple[HardwareSection, str | None]:
+    """The declared hardware with what this process knows better: WORLD_SIZE (accelerate launch) for every stage's
+    processes, and the CUDA device's own name and memory. On a machine without CUDA a GPU recipe's memory is not
+    checked (the note says so)."""
+    import dataclasses
+
+    hardware = hardware_of(cfg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        hardware = dataclasses.replace(hardware, processes={stage: world for stage in STAGES})
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and torch.cuda.is_available():
+        device = torch.cuda.get_device_properties(torch.cuda.current_device())
+        return dataclasses.replace(hardware, gpu=device.name, gpu_memory_gib=device.total_memory / GIB), None
+    if hardware.cuda:
+        return hardware, f"no CUDA device here: memory on {hardware.gpu} not checked"
+    return hardware, None
+
+
+def check_before_load(cfg: Config, stage: str) -> None:
+    """The plan's checks for one stage on this machine; raises PlanError (one line per problem) or ConfigError.
+    Entry points call it after parsing their config and before loading any model. Exact checks (contexts, batch
+    arithmetic, adapters' bases, versions, bitsandbytes) and the memory estimate stop a run; what rests on the
+    prompt budget and the long-CoT conventions are for `python -m distill.plan` (recipe review)."""
+    hardware, skip_memory = runtime_hardware(cfg)
+    (result,) = plan(cfg, (stage,), hardware=hardware, check_memory=skip_memory is None, review=False)
+    if result.problems:
+        raise PlanError(result.problems)
