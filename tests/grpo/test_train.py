@@ -160,12 +160,15 @@ def test_a_flop_budget_stops_training_once_spent(tiny_llama, tmp_path, varying_r
     assert [r["step"] for r in _metrics(out / "grpo" / "tiny")] == [1, 2]
 
 
-def test_bad_settings_stop_before_loading_a_model(capsys, tmp_path):
-    from grpo import train
+def test_bad_settings_stop_before_loading_a_model(capsys, tmp_path, monkeypatch):
+    from grpo import policy, train
 
+    monkeypatch.setattr(policy, "load_trainee", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("training started"))
     assert train.main([f"output_dir={tmp_path}", "grpo.loss_type=ppo"]) == 2
     assert "grpo.loss_type" in capsys.readouterr().err
     assert train.main([f"output_dir={tmp_path}", "grpo.init_from=/nowhere/x"]) == 2  # init_from is for students
+    assert "grpo.init_from is for target=student" in capsys.readouterr().err
 
 
 @pytest.fixture
