@@ -148,7 +148,6 @@ def run(
     sections: tuple[str, ...],
     argv: list[str] | None,
     body: Callable[[Config, list[str]], int],
-    writes: bool = True,
     stage: str | None = None,
 ) -> int:
     """Parse, check, quiet the libraries, run `body`; bad input is one line and exit 2 (see the module docstring).
@@ -161,9 +160,8 @@ def run(
             print(help_text(prog, summary, sections, [a for a in argv if a not in ("-h", "--help")]))
             return 0
         cfg = load_config(argv)
-        if writes:
-            check_output_dir(Path(cfg.output_dir))
-            quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
+        check_output_dir(Path(cfg.output_dir))
+        quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
         if stage is not None:
             from distill.planning import check_before_load
 

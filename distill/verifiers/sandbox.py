@@ -149,10 +149,12 @@ del _judge
 os.close(_req_w)
 os.close(_resp_r)
 _status = os.waitstatus_to_exitcode(os.waitpid(_judge_pid, 0)[1])
+# How the program ended, for the host's timeout classification (a CPU-limit kill is a timeout); when the judge
+# passed it, the program may still be serving and its fate does not matter.
 _fate = b"running"
 try:
     if _status == 0:
-        raise OSError("passed: the program's fate does not matter")  # how the program ended, for the host's timeout classification; it may still be serving (judge passed)
+        raise OSError("passed")
     import select
     _pidfd = os.pidfd_open(_program)
     if select.select([_pidfd], [], [], 0.2)[0]:
