@@ -66,7 +66,7 @@ def _row(prompt: dict, record: dict, index: int, teacher: str) -> dict:
         "id": prompt["id"],
         "sample_index": index,
         "task": prompt["task"],
-        **reference_columns({**prompt, "answer": None if prompt.get("answer") is None else str(prompt["answer"])}),
+        **reference_columns(prompt),
         "problem": prompt["problem"],
         "source": prompt["source"],
         "level": prompt.get("level"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 
 from distill.config import ConfigError, HardwareSection, available_recipes, load_config
+from distill.errors import UserError, first_line
 from distill.planning import (
     PROMPT_TOKENS,
     STAGES,
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(config_argv)
         hardware = hardware_of(cfg)
         plans = plan(cfg, stages, prompt_tokens=prompt, overridden=overridden)
-    except ConfigError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except UserError as e:  # a config key, or a model (folder, adapter) that cannot be read
+        print(f"{PROG}: error: {first_line(e)}", file=sys.stderr)
         return 2
     budget = f"prompt budget {prompt:,} tokens" if prompt else "prompt budget by prompt set"
     print(f"{cfg.recipe} on {describe(hardware)}; {budget}")

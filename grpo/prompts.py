@@ -133,7 +133,7 @@ def training_rows(prompts: list[dict], template: str) -> list[dict]:
     """Rows for datasets.Dataset.from_list: every column has one type (registry.reference_columns; flags as bools)."""
     rows = []
     for p in prompts:
-        columns = reference_columns({**p, "answer": None if p.get("answer") is None else str(p["answer"])})
+        columns = reference_columns(p)
         columns["fallback_last_number"] = bool(p.get("fallback_last_number", False))
         rows.append({"prompt": render_prompt(p, template), "id": str(p["id"]), "task": p["task"], **columns})
     return rows

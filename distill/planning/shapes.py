@@ -154,11 +154,11 @@ def _from_folder(folder: Path, name: str) -> ModelShape:
 
 
 def adapter_base(folder: str | Path) -> str | None:
-    """The base model a LoRA adapter folder was trained on (adapter_config.json's base_model_name_or_path)."""
-    path = Path(folder).expanduser() / "adapter_config.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text()).get("base_model_name_or_path")
+    """The base model a LoRA adapter folder was trained on (models.adapter_base), or None for any other folder."""
+    from distill.models import adapter_base as base_of
+    from distill.models import is_adapter
+
+    return base_of(Path(folder).expanduser())[0] if is_adapter(folder) else None
 
 
 def _hub_config(name: str, revision: str | None) -> tuple[dict, str] | None:

@@ -73,11 +73,16 @@ def implied_task(row: dict) -> str | None:
 
 
 def reference_columns(row: dict) -> dict:
-    """Every reference field, None where absent and JSON text for JSON_FIELDS: a row for a columnar dataset."""
+    """Every reference field, None where absent, JSON text for JSON_FIELDS and the answer as text (datasets store
+    integer answers as numbers): a row for a columnar dataset, one type per column."""
     out = {}
     for f in REFERENCE_FIELDS:
         value = row.get(f)
-        out[f] = json.dumps(value) if f in JSON_FIELDS and value is not None and not isinstance(value, str) else value
+        if value is not None and f in JSON_FIELDS and not isinstance(value, str):
+            value = json.dumps(value)
+        elif value is not None and f == "answer":
+            value = str(value)
+        out[f] = value
     return out
 
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from distill.verifiers.registry import SHAPING, VERIFIERS, verify_row
@@ -44,3 +46,13 @@ def test_good_rows_pass_the_checks():
     check_completion({"completion": ""})
     with pytest.raises(RowError, match="field 'completion'"):
         check_completion({"completion": None})
+
+
+def test_reference_columns_give_one_type_per_column():
+    from distill.verifiers.registry import REFERENCE_FIELDS, reference, reference_columns
+
+    io = [{"input": "1", "output": "2"}]
+    columns = reference_columns({"answer": 7, "io": io, "id": "x"})
+    assert set(columns) == set(REFERENCE_FIELDS)
+    assert columns["answer"] == "7" and columns["io"] == json.dumps(io) and columns["tests"] is None
+    assert reference(columns) == {"answer": "7", "io": io}  # and back, io decoded
