@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` (set up, then run the pipeline on the embedded model) and `make test`.
+# Two commands on a fresh machine: `make demo` (set up, then run the whole pipeline on the embedded model, runs/demo.sh)
+# and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
@@ -11,7 +12,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt constraints-cuda.txt scripts/setup.
 	VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m distill.generate
+	PYTHON=$(PY) bash runs/demo.sh
 
 test: setup
 	$(PY) -m pytest

@@ -93,11 +93,11 @@ def check_sft(cfg: Config) -> None:
     sft = cfg.sft
     _one_of("sft.method", sft.method, METHODS)
     _one_of("sft.long_rows", sft.long_rows, ("drop", "truncate"))
-    if sft.padding_free and not sft.packing and sft.max_length is not None:
-        # TRL refuses this (unpacked padding-free rows are never cut to max_length), but only after loading the model.
+    if sft.padding_free and not sft.packing and sft.max_length is not None and sft.long_rows == "truncate":
+        # Unpacked padding-free rows are never cut to max_length (TRL refuses, but only after loading the model).
         raise ConfigError(
-            "sft.padding_free=true needs sft.packing=true (BFD packing is padding-free and keeps examples whole) "
-            "or sft.max_length=null"
+            "sft.padding_free=true with sft.long_rows=truncate needs sft.packing=true (BFD packing cuts and keeps "
+            "examples apart), sft.padding_free=false, or sft.long_rows=drop"
         )
     _resume("sft.resume", sft.resume)
     _at_least("sft.max_length", sft.max_length, 1)

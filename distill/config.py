@@ -179,9 +179,11 @@ class SFTSection:
     # open-r1#492).
     long_rows: str = "drop"
     # packing: best-fit-decreasing packing of whole examples into rows of max_length, padding-free (no pad tokens;
-    # position ids keep examples apart). padding_free alone (no packing) needs max_length=null.
+    # position ids keep examples apart). padding_free (no packing): each batch's examples are concatenated into one
+    # row without pad tokens, position ids keeping them apart -- 1.4x the padded speed on 2 CPU cores
+    # (benchmarks/sft.py); with long_rows=drop, rows above max_length are left out before training.
     packing: bool = False
-    padding_free: bool = False
+    padding_free: bool = True
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2.0e-4
@@ -302,6 +304,11 @@ class GRPOSection:
     vllm_server_base_url: str | None = None
     vllm_gpu_memory_utilization: float = 0.3
     vllm_tensor_parallel_size: int = 1
+    # TRL's correction of the policy-gradient by the ratio of the trainer's to vLLM's token probabilities, which costs
+    # one more forward pass per step. None (auto): on, except with vLLM colocated on CPU in fp32, where both sides
+    # compute the same numbers (measured: a mean log-prob gap of 5e-6, ratios 0.9999-1.0000) and the pass was a
+    # fifth of every step (benchmarks/grpo.py).
+    vllm_importance_sampling_correction: bool | None = None
     # Warnings: over the last monitor_window logged steps, format reward up and accuracy down by at least
     # hack_min_change each (reward hacking); mean length below length_collapse_fraction of its early value; a share
     # of completions at or above gaming_share with perfect format, a wrong answer and next to no reasoning.

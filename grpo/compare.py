@@ -241,7 +241,12 @@ LABELS = {
 def _compare(cfg: Config, argv: list[str]) -> int:
     overrides = [a for a in argv if not a.startswith("recipe=")]
     report = compare(cfg, overrides)
-    print(f"grpo.compare: report {report / 'table.md'}", file=sys.stderr)
+    table = (report / "table.md").read_text()
+    # The table and its reading, without the markdown image links (their files are listed below).
+    print("\n".join(line for line in table.splitlines() if not line.startswith("![")).rstrip() + "\n")
+    print(f"report: {report / 'table.md'}")
+    for name in ("accuracy_vs_compute.png", "grpo_response_length.png", "compare.json"):
+        print(f"        {report / name}")
     return 0
 
 

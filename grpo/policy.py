@@ -21,6 +21,19 @@ def use_vllm(cfg: Config) -> bool:
     return cfg.grpo.vllm_mode == "server" or importlib.util.find_spec("vllm") is not None
 
 
+def importance_sampling_correction(cfg: Config) -> bool:
+    """grpo.vllm_importance_sampling_correction, where None (auto) is off only where vLLM and the trainer compute
+    the same numbers: colocated on CPU, both in fp32."""
+    g = cfg.grpo
+    if g.vllm_importance_sampling_correction is not None:
+        return g.vllm_importance_sampling_correction
+    import torch
+
+    from distill.training.trainee import cuda, model_dtype
+
+    return not (g.vllm_mode == "colocate" and not cuda() and model_dtype(cfg) == torch.float32)
+
+
 def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: bool):
     """trl.GRPOConfig from the grpo section; grpo.trainer passes any other field through. Raises ConfigError."""
     from trl import GRPOConfig
@@ -51,6 +64,7 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
         vllm_server_base_url=g.vllm_server_base_url,
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=g.vllm_tensor_parallel_size,
+        vllm_importance_sampling_correction=importance_sampling_correction(cfg),
     )
     return trainer_config(GRPOConfig, kwargs, g.trainer, "grpo")
 

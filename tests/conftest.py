@@ -7,6 +7,9 @@ import os
 # Before anything imports huggingface_hub: tests never touch the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# model.dtype=auto resolves to fp32 on every CI CPU, with or without AMX, so that a test's numbers do not depend on
+# the machine (tests/test_precision.py covers the bf16 path itself).
+os.environ["DISTILL_CPU_BF16"] = "0"
 
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -24,7 +24,12 @@ def _no_local_outputs(tmp_path, monkeypatch):
 
 
 # distill.training cuts rows longer than sft.max_length until sft.long_rows (drop | truncate) lands in the schema.
-TRUNCATE = ["sft.long_rows=truncate"] if "long_rows" in {f.name for f in dataclasses.fields(SFTSection)} else []
+# Truncation cuts padded rows (padding-free rows are never cut).
+TRUNCATE = (
+    ["sft.long_rows=truncate", "sft.padding_free=false"]
+    if "long_rows" in {f.name for f in dataclasses.fields(SFTSection)}
+    else []
+)
 
 
 def run(argv, capsys) -> tuple[int, str, str]:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from distill import sft
 from distill.config import load_config
@@ -370,7 +371,7 @@ def test_missing_dataset_says_to_run_generate_first(tmp_path, capsys):
         (["sft.lora.rr=3"], "unknown key 'sft.lora.rr' on the command line; closest valid: sft.lora.r"),
         (["sft.method=dora"], "key 'sft.method' expects one of lora, qlora, full"),
         (["sft.trainer.neftune_alpha=5"], "closest valid: neftune_noise_alpha"),
-        (["sft.padding_free=true"], "sft.padding_free=true needs sft.packing=true"),
+        (["sft.long_rows=truncate"], "sft.padding_free=true with sft.long_rows=truncate needs sft.packing=true"),
     ],
 )
 def test_bad_settings_fail_in_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch, argv, message):
@@ -413,3 +414,44 @@ def test_accelerate_config_files_load():
     assert zero3.distributed_type == "DEEPSPEED" and zero3.deepspeed_config["zero_stage"] == 3
     fsdp = load_config_from_file(str(ROOT / "recipes" / "accelerate" / "fsdp.yaml"))
     assert fsdp.distributed_type == "FSDP"
+
+
+def test_auto_dtype_on_a_bf16_cpu_trains_lora_on_bf16_weights_with_fp32_adapters(workdir, tiny_llama, monkeypatch):
+    """Where the CPU has AMX, auto loads the base in bf16 under bf16 autocast; the trained LoRA matrices stay fp32."""
+    from trl import SFTTrainer
+
+    monkeypatch.setenv("DISTILL_CPU_BF16", "1")
+    seen: dict = {}
+    original = SFTTrainer.train
+
+    def train(self, *args, **kwargs):
+        params = dict(self.model.named_parameters())
+        seen["base"] = {p.dtype for n, p in params.items() if "lora_" not in n}
+        seen["lora"] = {p.dtype for n, p in params.items() if "lora_" in n}
+        seen["bf16"], seen["use_cpu"] = self.args.bf16, self.args.use_cpu
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "train", train)
+    assert sft.main(_argv(workdir, tiny_llama, "bf16", "model.dtype=auto")) == 0
+    assert seen == {"base": {torch.bfloat16}, "lora": {torch.float32}, "bf16": True, "use_cpu": True}
+    losses = [r["loss"] for r in _metrics(workdir / "out" / "sft" / "bf16")]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] - 0.1, losses
+
+
+def test_padding_free_batches_train_as_padded_ones(workdir, tiny_llama):
+    """Concatenated without pad tokens, each example of a batch still attends only to itself (transformers builds the
+    block-diagonal mask from the position ids under sdpa): the first step's loss and gradient equal the padded ones."""
+    first = {}
+    for free in ("true", "false"):
+        argv = _argv(
+            workdir,
+            tiny_llama,
+            f"padding-free-{free}",
+            f"sft.padding_free={free}",
+            "sft.max_steps=1",
+            "sft.lora.dropout=0",
+        )
+        assert sft.main(argv) == 0
+        first[free] = _metrics(workdir / "out" / "sft" / f"padding-free-{free}")[0]
+    assert first["true"]["loss"] == pytest.approx(first["false"]["loss"], rel=1e-4)
+    assert first["true"]["grad_norm"] == pytest.approx(first["false"]["grad_norm"], rel=1e-3)

@@ -49,8 +49,10 @@ class VLLMSampler:
             # one on CPU (no compilation) and needs no triton.
             engine_kwargs.setdefault("max_num_batched_tokens", 65536)
             engine_kwargs.setdefault("enforce_eager", True)
-            if dtype == "auto":
-                dtype = "float32"  # bf16 changes greedy outputs on CPU; fp32 matches transformers exactly
+        if dtype == "auto":
+            from distill.precision import auto_dtype
+
+            dtype = auto_dtype()  # the trainers' choice too: bf16 where the device computes it natively
         from vllm import LLM
 
         self.model = model

@@ -47,9 +47,11 @@ class Ctx:
 
 
 def dtype_bytes(ctx: Ctx) -> int:
-    """model.dtype in bytes; auto is bfloat16 on CUDA and float32 on CPU (distill.training.trainee.model_dtype)."""
+    """model.dtype in bytes; auto is bfloat16 on CUDA, and on a CPU as this one resolves it (distill.precision)."""
     if ctx.cfg.model.dtype == "auto":
-        return 2 if ctx.hw.cuda else 4
+        from distill.precision import cpu_has_bf16
+
+        return 2 if ctx.hw.cuda or cpu_has_bf16() else 4
     return DTYPE_BYTES.get(ctx.cfg.model.dtype, 4)
 
 

@@ -1,7 +1,7 @@
 """The one place where the recipe's `sft` section becomes TRL, PEFT and bitsandbytes objects, and the model is loaded.
 
 SFTConfig, LoraConfig and BitsAndBytesConfig do the work; this module only maps our keys onto theirs and picks
-device-dependent defaults (bf16 and Liger on CUDA, fp32 on CPU).
+device-dependent defaults (bf16 where the device computes it natively, distill.precision; Liger on CUDA).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def cuda() -> bool:
 
 
 def model_dtype(cfg: Config):
-    """model.dtype, where auto is bfloat16 on CUDA and float32 on CPU."""
+    """model.dtype, where auto is bfloat16 on CUDA and on CPUs with native bf16, else float32 (distill.precision)."""
     import torch
 
-    if cfg.model.dtype == "auto":
-        return torch.bfloat16 if cuda() else torch.float32
-    return getattr(torch, cfg.model.dtype)
+    from distill.precision import resolve_dtype
+
+    return getattr(torch, resolve_dtype(cfg.model.dtype))
 
 
 def bnb_config(section):
@@ -73,10 +73,11 @@ def lora_config(section):
 
 
 def use_bf16(cfg: Config, section) -> bool:
-    """Mixed precision only on CUDA: bf16 matmuls on CPU are slower here and change the numbers."""
+    """bf16 autocast whenever the weights are bf16 (on CPU too: the trainable LoRA matrices stay fp32, and their
+    matmuls then run in bf16 as well), and for QLoRA on CUDA (its compute dtype)."""
     import torch
 
-    return cuda() and (model_dtype(cfg) == torch.bfloat16 or section.method == "qlora")
+    return model_dtype(cfg) == torch.bfloat16 or (cuda() and section.method == "qlora")
 
 
 def liger_available() -> bool:
@@ -100,6 +101,8 @@ def shared_args(cfg: Config, section, out_dir: Path) -> dict:
         gradient_checkpointing=section.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
         bf16=use_bf16(cfg, section),
+        # transformers refuses bf16 without a GPU unless told the run is on the CPU on purpose.
+        use_cpu=use_bf16(cfg, section) and not cuda(),
         save_strategy="steps",
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,
@@ -114,7 +117,9 @@ def sft_args(cfg: Config, out_dir: Path):
     sft = cfg.sft
     kwargs = dict(
         **shared_args(cfg, sft, out_dir),
-        max_length=sft.max_length,
+        # Unpacked padding-free rows are not cut by TRL (it refuses a max_length): distill.sft has already left out
+        # the rows above it (long_rows=drop; checks.check_sft refuses truncate there).
+        max_length=None if sft.padding_free and not sft.packing else sft.max_length,
         packing=sft.packing,
         padding_free=sft.padding_free,
         # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.examples).

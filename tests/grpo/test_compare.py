@@ -67,7 +67,7 @@ def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server):
+def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server, capsys):
     from grpo import compare
 
     server = fake_server(reply=answer_by_skill)
@@ -110,8 +110,14 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         "eval.verify.workers=1",
         "compare.match_budget=true",
     ]
+    capsys.readouterr()
     assert compare.main(argv) == 0
     root = out / "compare" / "smollm2"
+    # It ends by printing the table, its reading, and where the report and the plots are.
+    printed = capsys.readouterr().out
+    assert "| (c) RL: GRPO on the student |" in printed and "## What the numbers show" in printed
+    assert f"report: {root / 'report' / 'table.md'}" in printed and "![" not in printed
+    assert str(root / "report" / "accuracy_vs_compute.png") in printed
     report = json.loads((root / "report" / "compare.json").read_text())["arms"]
     assert list(report) == ["base", "distill", "rl", "distill_rl"]
 

@@ -193,7 +193,11 @@ def test_vllm_colocated_on_cpu_follows_the_trained_weights(
     pytest.importorskip("vllm")
     from grpo import train
 
-    argv = _argv(tiny_llama, tmp_path / "out", "grpo.use_vllm=true", "grpo.max_steps=3", "grpo.save_steps=100")
+    # The correction's extra forward pass gives the trainer's log-probs to compare (auto leaves it off here, in fp32).
+    correction = "grpo.vllm_importance_sampling_correction=true"
+    argv = _argv(
+        tiny_llama, tmp_path / "out", "grpo.use_vllm=true", "grpo.max_steps=3", "grpo.save_steps=100", correction
+    )
     assert train.main(argv) == 0
     records = _metrics(tmp_path / "out" / "grpo" / "tiny")
     assert len(records) == 3
@@ -240,3 +244,19 @@ def test_grpo_config_is_built_with_trls_names(tmp_path):
     assert lora_config(cfg.grpo).r == cfg.grpo.lora.r
     with pytest.raises(ConfigError, match="grpo.trainer.epsilonn"):
         grpo_args(load_config(["grpo.trainer.epsilonn=0.1"]), tmp_path, [1.0], vllm=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], False),  # colocated on CPU in fp32: both sides compute the same numbers
+        (["model.dtype=bfloat16"], True),
+        (["grpo.vllm_mode=server"], True),
+        (["grpo.vllm_importance_sampling_correction=true"], True),
+    ],
+)
+def test_vllm_importance_sampling_correction_is_off_only_where_both_sides_agree(tmp_path, argv, expected):
+    from grpo.policy import grpo_args
+
+    args = grpo_args(load_config(["model.dtype=auto", *argv]), tmp_path, [1.0], vllm=True)
+    assert args.vllm_importance_sampling_correction is expected
