@@ -46,7 +46,7 @@ BASELINES = {
 VARIANTS = {
     **{name: [] for name in BASELINES},
     "distill.sft": [],
-    "distill.sft, padded batches": ["sft.padding_free=false"],
+    "distill.sft with padded batches": ["sft.padding_free=false"],
     "distill.sft + bf16": ["model.dtype=bfloat16"],
 }
 

@@ -1,7 +1,8 @@
 """The one place where the recipe's `grpo` section becomes trl.GRPOConfig, peft.LoraConfig and the policy model.
 
-Our keys carry TRL's names; this module maps them across and picks device-dependent settings (bf16 on CUDA, fp32
-on CPU; vLLM where it is installed and helps).
+Our keys carry TRL's names; this module maps them across and picks device-dependent settings (model.dtype=auto as
+distill.precision resolves it; vLLM where it is installed and helps; the vLLM importance-sampling correction where
+vLLM and the trainer can disagree).
 """
 
 from __future__ import annotations
