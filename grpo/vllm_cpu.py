@@ -19,12 +19,13 @@ def enable_vllm_cpu_colocate(kv_cache_gib: int = 2, dtype: str = "float32") -> N
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     import trl.generation.vllm_generation as vg
 
+    vg.VLLMGeneration._cpu_dtype = dtype  # read when the engine starts: a later run in this process may differ
     if getattr(vg.VLLMGeneration, "_cpu_colocate", False):
         return
     llm = vg.LLM
 
     def eager_llm(*args, **kwargs):
-        return llm(*args, **{**kwargs, "enforce_eager": True, "dtype": dtype})
+        return llm(*args, **{**kwargs, "enforce_eager": True, "dtype": vg.VLLMGeneration._cpu_dtype})
 
     original_sync = vg.VLLMGeneration.sync_weights
 
