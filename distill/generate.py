@@ -70,9 +70,10 @@ def make_sampler(cfg: Config) -> Sampler:
     """The teacher's sampler, as generate.engine says."""
     if cfg.generate.engine.kind == "openai":
         return make_engine_sampler(cfg.generate.engine, teacher_name(cfg), cfg.model, cfg.seed)
-    from distill.models import resolve_model
+    from distill.models import resolve_for_inference
 
-    path = resolve_model(teacher_name(cfg), _teacher_revision(cfg))
+    # A LoRA adapter teacher (grpo.compare's RL-trained teacher) is merged onto its base once for the engine.
+    path = resolve_for_inference(teacher_name(cfg), _teacher_revision(cfg), cfg.model.trust_remote_code)
     return make_engine_sampler(cfg.generate.engine, path, cfg.model, cfg.seed)
 
 

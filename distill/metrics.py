@@ -6,6 +6,9 @@
   is a correct one.
 - pass@k: the chance that at least one of k samples is correct, by the unbiased estimator of Chen et al. 2021
   ("Evaluating Large Language Models Trained on Code"), 1 - C(n-c, k) / C(n, k), averaged over problems.
+- paired differences: two models scored on the same problems differ per problem; the paired bootstrap over problems
+  gives the mean difference's confidence interval and p-value, and the minimum detectable difference states the
+  evaluation's power at its size (Miller 2024, "Adding Error Bars to Evals", sections 3-5).
 
 Pure functions of verdicts and answer keys: no model, no verifier, no I/O.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -93,3 +97,51 @@ def summarize(problems: Sequence[Sequence[dict]], vote: bool, bootstrap: int, se
         "truncated": sum(s["finish_reason"] == "length" for s in everything) / len(everything),
         "verdicts": dict(Counter(s["verdict"] for s in everything)),
     }
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], resamples: int, seed: int, confidence: float = 0.95, power: float = 0.8
+) -> dict:
+    """Model A against model B on the same problems: `a[i]`, `b[i]` are their scores on problem i (pass@1 over its
+    samples, in [0, 1]). Returns the mean difference A - B, its percentile bootstrap interval at `confidence`
+    (resampling problems, so both models keep their pairing), the two-sided bootstrap p-value of "no difference"
+    (the share of resampled means at least as far from the observed one as the observed one is from 0, Efron and
+    Tibshirani 16.4, counted with +1 so it is never 0), the standard deviation of the per-problem differences, and
+    the minimum detectable difference: the true gap this many problems would resolve with probability `power` at
+    level 1 - confidence, (z_{1-alpha/2} + z_{power}) * sd / sqrt(n). That is None where the two models scored alike
+    on every problem (sd 0: these data hold nothing to size a difference by)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 1 or len(a) != len(b) or d.size < 2:
+        raise ValueError(
+            f"a paired comparison needs two equal-length score lists of >= 2 problems, got {len(a)}, {len(b)}"
+        )
+    if resamples < 1:
+        raise ValueError(f"a paired bootstrap needs >= 1 resample, got {resamples}")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    observed = float(d.mean())
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
+    sd = float(d.std(ddof=1))
+    z = NormalDist().inv_cdf(1 - tail) + NormalDist().inv_cdf(power)
+    return {
+        "problems": int(d.size),
+        "difference": observed,
+        "ci": [float(low), float(high)],
+        "p_value": float((extreme + 1) / (resamples + 1)),
+        "sd": sd,
+        "min_detectable": z * sd / float(np.sqrt(d.size)) if sd > 0 else None,
+        "confidence": confidence,
+        "power": power,
+    }
+
+
+def problems_to_detect(difference: float, sd: float, confidence: float = 0.95, power: float = 0.8) -> int:
+    """How many problems a paired comparison needs to resolve a true gap of `difference` (a fraction of pass@1)
+    with probability `power` at level 1 - confidence, when per-problem differences have standard deviation `sd`:
+    ((z_{1-alpha/2} + z_{power}) * sd / difference)^2, rounded up."""
+    if not 0 < difference <= 1 or sd <= 0:
+        raise ValueError(f"needs 0 < difference <= 1 and sd > 0, got difference={difference}, sd={sd}")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+    return int(np.ceil((z * sd / difference) ** 2))

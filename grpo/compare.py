@@ -6,6 +6,11 @@ The arms, on the same student, the same prompts and the same evaluation:
     distill     (b) SFT on the teacher's rejection-sampled dataset (distill.generate, then distill.sft)
     rl          (c) GRPO on the student with the prompts the teacher was given (grpo.train target=student)
     distill_rl  (d) distillation, then GRPO from the distilled adapter
+    kd          (e) on-policy distillation (distill.kd): the student samples, the teacher scores every token
+
+With compare.teacher_from=rl (R1's order, what the CPU recipe does: no stronger model ships offline), the teacher is
+made first -- R1-Zero GRPO on model.name (grpo.train grpo.target=teacher) -- and arms (b), (d) and (e) learn from it
+while (c) trains the untouched student; the teacher's evaluation and its RL cost stand beside the arms as row (t).
 
 Every stage runs as its own `python -m ...` process with the recipe and the overrides given here (so each frees its
 engine's memory, shows its own progress and resumes itself after a crash), writing under
@@ -14,7 +19,8 @@ engine's memory, shows its own progress and resumes itself after a crash), writi
 spent what distillation spent, the teacher's generation included (grpo.max_flops; grpo.max_steps, or
 compare.grpo_max_steps, caps it).
 
-The report (report/): table.md like Table 6, accuracy-vs-compute and GRPO length plots, compare.json.
+The report (report/): table.md like Table 6 with paired statistics (arm against arm on the same problems: difference,
+interval, p-value, minimum detectable difference), accuracy-vs-compute and GRPO length plots, compare.json.
 """
 
 from __future__ import annotations
@@ -31,15 +37,18 @@ from distill.config import Config, teacher_name
 from distill.errors import UserError
 from distill.prompt_sets import DataError
 
-SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO."
-ARMS = ("base", "distill", "rl", "distill_rl")
-# Arm -> the stages it needs, in order.
+SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO, on-policy KD."
+ARMS = ("base", "distill", "rl", "distill_rl", "kd")
+# Arm -> the stages it needs, in order (with compare.teacher_from=rl, the taught arms first make the teacher).
 STAGES = {
     "base": (),
     "distill": ("generate", "sft"),
     "rl": ("grpo_rl",),
     "distill_rl": ("generate", "sft", "grpo_distill_rl"),
+    "kd": ("kd",),
+    "teacher": ("grpo_teacher",),
 }
+TAUGHT = ("distill", "distill_rl", "kd")
 TEACHER_DATASET = "teacher"
 
 
@@ -67,19 +76,19 @@ def run_root(cfg: Config) -> Path:
     return Path(cfg.output_dir) / "compare" / (cfg.compare.run_name or cfg.recipe)
 
 
-def same_prompts(cfg: Config) -> list[str]:
-    """grpo.* overrides that give GRPO exactly the prompts the teacher was given."""
+def same_prompts(cfg: Config, section: str = "grpo") -> list[str]:
+    """<section>.prompts overrides (grpo, kd) that give that stage exactly the prompts the teacher was given."""
     src = cfg.generate.prompts
     pairs = {
-        "grpo.prompts.sets": "[" + ",".join(src.sets) + "]",
-        "grpo.prompts.synthetic_per_level": src.synthetic_per_level,
-        "grpo.prompts.synthetic_levels": "[" + ",".join(map(str, src.synthetic_levels)) + "]",
-        "grpo.prompts.split": src.split,
-        "grpo.prompts.subset": src.subset,
-        "grpo.prompts.limit": src.limit,
+        "sets": "[" + ",".join(src.sets) + "]",
+        "synthetic_per_level": src.synthetic_per_level,
+        "synthetic_levels": "[" + ",".join(map(str, src.synthetic_levels)) + "]",
+        "split": src.split,
+        "subset": src.subset,
+        "limit": src.limit,
     }
-    overrides = [f"{k}={'null' if v is None else v}" for k, v in pairs.items()]
-    overrides += [f"grpo.prompts.fields.{k}={v}" for k, v in src.fields.items()]
+    overrides = [f"{section}.prompts.{k}={'null' if v is None else v}" for k, v in pairs.items()]
+    overrides += [f"{section}.prompts.fields.{k}={v}" for k, v in src.fields.items()]
     return overrides
 
 
@@ -107,6 +116,17 @@ class Comparison:
     def grpo_dir(self, arm: str) -> Path:
         return self.root / "grpo" / arm
 
+    @property
+    def kd_dir(self) -> Path:
+        return self.root / "kd" / "kd"
+
+    @property
+    def teacher(self) -> str:
+        """The teacher every taught arm learns from: the RL-trained one (teacher_from=rl), or the given one."""
+        if self.cfg.compare.teacher_from == "rl":
+            return str(self.grpo_dir("teacher"))
+        return teacher_name(self.cfg)
+
     def model_of(self, arm: str) -> str:
         """What distill.eval loads for an arm: the student, or the adapter (merged/ when SFT wrote one)."""
         if arm == "base":
@@ -114,29 +134,50 @@ class Comparison:
         if arm == "distill":
             merged = self.sft_dir / "merged"
             return str(merged if merged.is_dir() else self.sft_dir)
+        if arm == "kd":
+            return str(self.kd_dir)
         return str(self.grpo_dir(arm))
 
+    def stages_of(self, arm: str) -> tuple[str, ...]:
+        made = self.cfg.compare.teacher_from == "rl" and arm in TAUGHT
+        return (*(STAGES["teacher"] if made else ()), *STAGES[arm])
+
     # --- stages -----------------------------------------------------------------------------------------------
+    def budget(self, key: str) -> list[str]:
+        """With match_budget, `key` (grpo.max_flops, kd.max_flops) set to what distillation spent, which then runs
+        first: generation and SFT."""
+        if not self.cfg.compare.match_budget:
+            return []
+        for needed in ("generate", "sft"):
+            self.run(needed, *self.stage_argv(needed))
+        return [f"{key}={self.distill_flops():.6g}"]
+
     def stage_argv(self, stage: str) -> tuple[str, list[str]]:
+        c = self.cfg.compare
+        if stage == "generate":
+            teacher = [f"generate.teacher={self.teacher}"] if c.teacher_from == "rl" else []
+            return "distill.generate", [
+                f"generate.dataset_name={TEACHER_DATASET}",
+                f"generate.card_dir={self.root / 'data_cards'}",
+                "generate.push_to_hub=false",
+                *teacher,
+            ]
+        if stage == "sft":
+            return "distill.sft", [f"sft.dataset={self.dataset}", "sft.run_name=distill"]
+        if stage == "grpo_teacher":  # R1-Zero on the teacher: the recipe's own grpo section and prompts
+            steps = [] if c.teacher_max_steps is None else [f"grpo.max_steps={c.teacher_max_steps}"]
+            return "grpo.train", ["grpo.target=teacher", "grpo.run_name=teacher", "grpo.init_from=null", *steps]
+        if stage == "kd":
+            steps = [] if c.kd_max_steps is None else [f"kd.max_steps={c.kd_max_steps}"]
+            kd = [f"kd.teacher={self.teacher}", "kd.run_name=kd", "kd.init_from=null", *same_prompts(self.cfg, "kd")]
+            return "distill.kd", [*kd, *steps, *self.budget("kd.max_flops")]
         grpo = ["grpo.target=student", "grpo.template=r1", *same_prompts(self.cfg)]
-        if self.cfg.compare.grpo_max_steps is not None:
-            grpo.append(f"grpo.max_steps={self.cfg.compare.grpo_max_steps}")
-        if self.cfg.compare.match_budget and stage.startswith("grpo_"):
-            for needed in ("generate", "sft"):  # the budget is what distillation spent: it runs first
-                self.run(needed, *self.stage_argv(needed))
-            grpo.append(f"grpo.max_flops={self.distill_flops():.6g}")
-        return {
-            "generate": (
-                "distill.generate",
-                [
-                    f"generate.dataset_name={TEACHER_DATASET}",
-                    f"generate.card_dir={self.root / 'data_cards'}",
-                    "generate.push_to_hub=false",
-                ],
-            ),
-            "sft": ("distill.sft", [f"sft.dataset={self.dataset}", "sft.run_name=distill"]),
-            "grpo_rl": ("grpo.train", [*grpo, "grpo.run_name=rl", "grpo.init_from=null"]),
-            "grpo_distill_rl": ("grpo.train", [*grpo, "grpo.run_name=distill_rl", f"grpo.init_from={self.sft_dir}"]),
+        if c.grpo_max_steps is not None:
+            grpo.append(f"grpo.max_steps={c.grpo_max_steps}")
+        grpo += self.budget("grpo.max_flops")
+        return "grpo.train", {
+            "grpo_rl": [*grpo, "grpo.run_name=rl", "grpo.init_from=null"],
+            "grpo_distill_rl": [*grpo, "grpo.run_name=distill_rl", f"grpo.init_from={self.sft_dir}"],
         }[stage]
 
     def run(self, name: str, module: str, argv: list[str]) -> dict:
@@ -158,21 +199,22 @@ class Comparison:
         return self.ledger[name]
 
     def run_arm(self, arm: str) -> None:
-        for stage in STAGES[arm]:
+        for stage in self.stages_of(arm):
             self.run(stage, *self.stage_argv(stage))
         self.run(f"eval_{arm}", "distill.eval", [f"model.name={self.model_of(arm)}", f"eval.run_name={arm}"])
 
     # --- compute ----------------------------------------------------------------------------------------------
     def params(self, name: str) -> int:
-        from distill.models import resolve_model
-        from grpo.compute import parameter_count
+        """A model's parameters; an adapter's are its base's (merged: LoRA adds no inference FLOPs once merged)."""
+        from distill.compute import parameter_count
+        from distill.models import resolve_for_inference
 
-        return parameter_count(resolve_model(name))
+        return parameter_count(resolve_for_inference(name, trust_remote_code=self.cfg.model.trust_remote_code))
 
     def distill_compute(self):
-        from grpo.compute import generation_compute, sft_compute
+        from distill.compute import generation_compute, sft_compute
 
-        teacher = self.params(teacher_name(self.cfg))
+        teacher = self.params(self.teacher)
         student = self.params(self.cfg.model.name)
         gen = generation_compute(self.dataset / ".work" / "journal.jsonl", teacher, self.ledger["generate"]["wall_s"])
         sft = sft_compute(read_jsonl(self.sft_dir / "metrics.jsonl"), student, self.ledger["sft"]["wall_s"])
@@ -182,25 +224,44 @@ class Comparison:
         return self.distill_compute().flops
 
     def grpo_compute(self, arm: str):
-        from grpo.compute import grpo_compute
+        from distill.compute import grpo_compute
 
         g = self.cfg.grpo
         per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
         metrics = read_jsonl(self.grpo_dir(arm) / "metrics.jsonl")
         return grpo_compute(metrics, self.params(self.cfg.model.name), per_step, self.ledger[f"grpo_{arm}"]["wall_s"])
 
+    def kd_compute(self):
+        from distill.compute import kd_compute
+
+        k = self.cfg.kd
+        per_step = k.per_device_train_batch_size * k.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
+        metrics = read_jsonl(self.kd_dir / "metrics.jsonl")
+        student, teacher = self.params(self.cfg.model.name), self.params(self.teacher)
+        return kd_compute(metrics, student, teacher, per_step, self.ledger["kd"]["wall_s"])
+
     def compute(self, arm: str):
-        from grpo.compute import Compute
+        from distill.compute import Compute
 
         return {
             "base": Compute,
             "distill": self.distill_compute,
             "rl": lambda: self.grpo_compute("rl"),
             "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl"),
+            "kd": self.kd_compute,
+            "teacher": lambda: self.grpo_compute("teacher"),
         }[arm]()
 
     def results(self, arm: str) -> dict:
         return json.loads((self.root / "eval" / arm / "results.json").read_text())
+
+    def problem_scores(self, arm: str) -> dict[str, dict[str, float]]:
+        """Benchmark -> problem id -> the arm's pass@1 on it (its share of correct samples), from distill.eval's
+        samples.jsonl: what the paired statistics compare."""
+        verdicts: dict[str, dict[str, list[bool]]] = {}
+        for s in read_jsonl(self.root / "eval" / arm / "samples.jsonl"):
+            verdicts.setdefault(s["benchmark"], {}).setdefault(s["id"], []).append(s["verdict"] == "correct")
+        return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -215,6 +276,8 @@ def compare(cfg: Config, overrides: list[str]) -> Path:
 
     run = Comparison(cfg, overrides)
     arms = [a for a in ARMS if a in cfg.compare.arms]
+    if cfg.compare.teacher_from == "rl" and any(a in TAUGHT for a in arms):
+        arms.append("teacher")  # made first by the taught arms' stages; evaluated like an arm, reported apart
     for arm in arms:
         run.run_arm(arm)
     rows = {
@@ -223,7 +286,8 @@ def compare(cfg: Config, overrides: list[str]) -> Path:
             "model": run.model_of(arm),
             "compute": run.compute(arm).to_dict(),
             "results": run.results(arm),
-            "grpo_metrics": read_jsonl(run.grpo_dir(arm) / "metrics.jsonl") if arm in ("rl", "distill_rl") else None,
+            "problem_scores": run.problem_scores(arm),
+            "grpo_metrics": read_jsonl(run.grpo_dir(arm) / "metrics.jsonl") if arm in GRPO_ARMS else None,
         }
         for arm in arms
     }
@@ -235,7 +299,10 @@ LABELS = {
     "distill": "(b) distillation: SFT on the teacher's verified samples",
     "rl": "(c) RL: GRPO on the student",
     "distill_rl": "(d) distillation, then GRPO",
+    "kd": "(e) on-policy distillation: the student samples, the teacher scores",
+    "teacher": "(t) the teacher: R1-Zero GRPO on the model, before any arm",
 }
+GRPO_ARMS = ("rl", "distill_rl", "teacher")
 
 
 def _compare(cfg: Config, argv: list[str]) -> int:

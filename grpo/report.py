@@ -1,7 +1,7 @@
 """grpo.compare's report: a Table-6-like Markdown table, two plots, the JSON behind them, and a plain statement.
 
-Each arm's row holds its evaluation (distill.eval's results.json), its compute (grpo.compute.Compute as a dict) and,
-for GRPO arms, the metrics.jsonl lines of its training run.
+Each arm's row holds its evaluation (distill.eval's results.json), its per-problem pass@1 (for the paired statistics),
+its compute (distill.compute.Compute as a dict) and, for GRPO arms, the metrics.jsonl lines of its training run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 
 from distill.config import Config
+from distill.metrics import paired_difference
+from distill.prompt_sets import DataError
 
 
 def _benchmarks(rows: dict[str, dict]) -> list[str]:
@@ -37,7 +39,9 @@ def table(rows: dict[str, dict]) -> str:
     for b in benches:
         k = next(iter(rows.values()))["results"]["benchmarks"][b]["samples"]
         header += [f"{b} pass@1", f"{b} cons@{k}"]
-    header += ["teacher + rollout tokens", "trained tokens", "FLOPs", "wall time"]
+    scored = any(row["compute"].get("scored_tokens") for row in rows.values())
+    header += ["teacher + rollout tokens", *(["teacher-scored tokens"] if scored else []), "trained tokens"]
+    header += ["FLOPs", "wall time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows.values():
         cells = [row["label"]]
@@ -49,6 +53,7 @@ def table(rows: dict[str, dict]) -> str:
         c = row["compute"]
         cells += [
             f"{c['generated_tokens']:,}",
+            *([f"{c.get('scored_tokens', 0):,}"] if scored else []),
             f"{c['trained_tokens']:,}",
             _human(c["flops"]),
             f"{c['wall_s'] / 60:.1f} min",
@@ -57,32 +62,121 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _gap(a: dict, b: dict, bench: str) -> tuple[float, float]:
-    (pa, sa), (pb, sb) = _score(a, bench), _score(b, bench)
-    return pa - pb, math.hypot(sa, sb)
+# The paper's question first (distillation against RL), then each trained arm against what it started from.
+PAIRS = (
+    ("distill", "rl"),
+    ("kd", "rl"),
+    ("kd", "distill"),
+    ("distill", "base"),
+    ("rl", "base"),
+    ("kd", "base"),
+    ("distill_rl", "distill"),
+    ("distill_rl", "rl"),
+    ("teacher", "base"),
+)
 
 
-def statement(rows: dict[str, dict]) -> list[str]:
-    """What the numbers show, per benchmark, in sentences: distillation against RL (the paper's question), and each
-    trained arm against the student as is. A gap under two standard errors is called what it is: not resolved."""
+def paired_scores(a: dict, b: dict, bench: str) -> tuple[list[float], list[float]]:
+    """The two arms' pass@1 per problem, in one order; every arm was evaluated on the same problems."""
+    sa, sb = a["problem_scores"][bench], b["problem_scores"][bench]
+    if set(sa) != set(sb):
+        missing = sorted(set(sa) ^ set(sb))[:3]
+        raise DataError(
+            f"{bench}: arms {a['label']!r} and {b['label']!r} were not evaluated on the same problems "
+            f"(e.g. {missing}); rerun their evaluations with the same eval.* settings"
+        )
+    ids = sorted(sa)
+    return [sa[i] for i in ids], [sb[i] for i in ids]
+
+
+def paired_statistics(rows: dict[str, dict], resamples: int, seed: int, confidence: float = 0.95) -> list[dict]:
+    """Each pair of PAIRS present in `rows`, per benchmark: distill.metrics.paired_difference of their per-problem
+    pass@1 (difference, interval, p-value, minimum detectable difference), with the pair's arms and benchmark."""
     out = []
     for bench in _benchmarks(rows):
-        pairs = [("distill", "rl"), ("distill", "base"), ("rl", "base"), ("distill_rl", "distill")]
-        for a, b in pairs:
-            if a not in rows or b not in rows:
-                continue
-            gap, se = _gap(rows[a], rows[b], bench)
-            verdict = (
-                "within noise (under two standard errors)" if abs(gap) < 2 * se else ("better" if gap > 0 else "worse")
-            )
-            out.append(
-                f"- {bench}: {rows[a]['label']} vs {rows[b]['label']}: {100 * gap:+.1f} points pass@1 "
-                f"(± {100 * se:.1f}) -- {verdict}."
-            )
-    if "distill" in rows and "rl" in rows:
-        ratio = rows["rl"]["compute"]["flops"] / max(rows["distill"]["compute"]["flops"], 1.0)
-        capped = " (its step cap ended it before the budget)" if ratio < 0.95 else ""
-        out.append(f"- RL spent {ratio:.2f}x the FLOPs of distillation (teacher generation included){capped}.")
+        for a, b in PAIRS:
+            if a in rows and b in rows:
+                stats = paired_difference(*paired_scores(rows[a], rows[b], bench), resamples, seed, confidence)
+                out.append({"benchmark": bench, "a": a, "b": b, **stats})
+    return out
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def paired_table(rows: dict[str, dict], stats: list[dict]) -> str:
+    """One line per pair and benchmark: the difference in pass@1 points, its interval, p and the minimum detectable
+    difference at the eval's size."""
+    if not stats:
+        return ""
+    c, power = stats[0]["confidence"], stats[0]["power"]
+    lines = [
+        f"| A − B | benchmark | problems | Δ pass@1 | {100 * c:.0f}% CI | p | detectable at {100 * power:.0f}% power |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for s in stats:
+        mdd = "–" if s["min_detectable"] is None else _points(s["min_detectable"])
+        lines.append(
+            f"| {rows[s['a']]['label'].split(' ', 1)[0]} − {rows[s['b']]['label'].split(' ', 1)[0]} | "
+            f"{s['benchmark']} | {s['problems']} | {float(100 * s['difference']):+.1f} | "
+            f"{_points(s['ci'][0])} to {_points(s['ci'][1])} | {s['p_value']:.3g} | {mdd} |"
+        )
+    return "\n".join(lines)
+
+
+def _sentence(rows: dict[str, dict], s: dict) -> str:
+    """ "A beats B by d (CI)" only where the interval excludes 0; otherwise the gap, and the power to see one."""
+    a, b = rows[s["a"]]["label"], rows[s["b"]]["label"]
+    low, high = s["ci"]
+    level = f"{100 * s['confidence']:.0f}% CI {_points(low)} to {_points(high)}, p = {s['p_value']:.3g}"
+    if low > 0 or high < 0:
+        verb = "beats" if s["difference"] > 0 else "trails"
+        return f"- {s['benchmark']}: {a} {verb} {b} by {_points(abs(s['difference']))} points pass@1 ({level})."
+    if s["min_detectable"] is None:
+        reach = "the two scored alike on every problem"
+    else:
+        reach = (
+            f"at {s['problems']} problems this evaluation resolves a true gap of {_points(s['min_detectable'])} "
+            f"points {100 * s['power']:.0f}% of the time"
+        )
+    return (
+        f"- {s['benchmark']}: {a} vs {b}: {float(100 * s['difference']):+.1f} points pass@1 ({level}) -- not "
+        f"resolved; {reach}."
+    )
+
+
+def statement(rows: dict[str, dict], stats: list[dict]) -> list[str]:
+    """What the numbers show, in sentences, from the paired statistics; then the compute the arms spent."""
+    out = [_sentence(rows, s) for s in stats]
+    for arm, name in (("rl", "RL"), ("kd", "On-policy distillation")):
+        if "distill" in rows and arm in rows:
+            ratio = rows[arm]["compute"]["flops"] / max(rows["distill"]["compute"]["flops"], 1.0)
+            capped = " (its step cap ended it before the budget)" if ratio < 0.95 else ""
+            out.append(f"- {name} spent {ratio:.2f}x the FLOPs of distillation (teacher generation included){capped}.")
+    if "teacher" in rows:
+        c = rows["teacher"]["compute"]
+        out.append(
+            f"- Making the teacher (R1-Zero GRPO, row (t)) cost {_human(c['flops'])} FLOPs and {c['wall_s'] / 60:.1f} "
+            "min, in no arm's budget: the paper's teacher is given too."
+        )
+    return out
+
+
+def power_statement(stats: list[dict]) -> list[str]:
+    """What this evaluation can and cannot show: per benchmark, the smallest true gap its size resolves."""
+    out = []
+    for bench in dict.fromkeys(s["benchmark"] for s in stats):
+        sized = [s["min_detectable"] for s in stats if s["benchmark"] == bench and s["min_detectable"] is not None]
+        n, power = next((s["problems"], s["power"]) for s in stats if s["benchmark"] == bench)
+        if not sized:
+            out.append(f"- {bench}: every pair of arms scored alike on all {n} problems; no gap to size.")
+            continue
+        out.append(
+            f"- {bench}: {n} problems paired across arms; the smallest gap it resolves at {100 * power:.0f}% power is "
+            f"{_points(min(sized))} to {_points(max(sized))} points pass@1 (by pair). Smaller true gaps go "
+            "unresolved here: a larger eval (eval.prompts.limit, eval.sampling.n) narrows them."
+        )
     return out
 
 
@@ -139,26 +233,45 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_compute(rows, folder / "accuracy_vs_compute.png")
     plot_grpo_length(rows, folder / "grpo_response_length.png")
-    (folder / "compare.json").write_text(json.dumps({"recipe": cfg.recipe, "arms": rows}, indent=2) + "\n")
+    stats = paired_statistics(rows, cfg.compare.bootstrap, cfg.seed, cfg.compare.confidence)
+    summary = {"recipe": cfg.recipe, "paired": stats, "arms": rows}
+    (folder / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
     student, teacher = cfg.model.name, cfg.generate.teacher or cfg.model.name
+    if "teacher" in rows:
+        teacher = f"{teacher} after R1-Zero GRPO (row (t), R1's order)"
     text = [
         f"# RL against distillation: recipe `{cfg.recipe}`",
         "",
         f"Student `{student}`, teacher `{teacher}`; every arm evaluated with distill.eval (pass@1 over k samples "
         "± bootstrap standard error, cons@k by majority vote). Compute: 2·N FLOPs per generated token (teacher "
-        "generation, GRPO rollouts), 6·N per trained token; wall time includes model loading.",
+        "generation, GRPO and on-policy rollouts) and per token a teacher scores, 6·N per trained token; wall time "
+        "includes model loading.",
         "",
         table(rows),
         "",
         "## What the numbers show",
         "",
-        *statement(rows),
+        "Arm against arm on the same problems and seeds: the paired bootstrap over problems "
+        f"({cfg.compare.bootstrap:,} resamples; distill.metrics.paired_difference).",
+        "",
+        paired_table(rows, stats),
+        "",
+        *statement(rows, stats),
+        "",
+        "## What this evaluation can show",
+        "",
+        *power_statement(stats),
         *(
             [
                 "- Teacher and student are the same model here: arm (b) is rejection-sampling self-training, not the "
                 "paper's distillation from a much stronger teacher, which is what its finding is about."
             ]
             if teacher == student
+            else [
+                "- The teacher is the student's own model after RL (row (t)): a far smaller gap than the paper's "
+                "teacher, so what distillation can pass on here is bounded by what RL made of this model."
+            ]
+            if "teacher" in rows
             else []
         ),
         "",

@@ -68,8 +68,8 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
     g = cfg.grpo
     vllm = use_vllm(cfg)
     if vllm and g.vllm_mode == "colocate":
+        from distill.engines.vllm_colocate import enable_vllm_cpu_colocate
         from distill.training.trainee import cuda
-        from grpo.vllm_cpu import enable_vllm_cpu_colocate
 
         if not cuda():
             from distill.precision import resolve_dtype
@@ -92,9 +92,10 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, detector)
         callbacks = [monitor]
         if g.max_flops is not None:
-            from grpo.compute import FlopBudget, parameter_count
+            from distill.compute import FlopBudget, grpo_compute, parameter_count
 
-            callbacks.append(FlopBudget(monitor, parameter_count(policy_path(cfg)), per_step, g.max_flops))
+            params = parameter_count(policy_path(cfg))
+            callbacks.append(FlopBudget(lambda: grpo_compute(monitor.history, params, per_step).flops, g.max_flops))
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=funcs,

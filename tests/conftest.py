@@ -95,6 +95,20 @@ def tiny_qwen2(tmp_path_factory, real_tokenizer) -> Path:
 
 
 @pytest.fixture
+def distributed_env(monkeypatch):
+    """TRL's colocated vLLM writes RANK, WORLD_SIZE, MASTER_ADDR/PORT into os.environ (and vLLM keeps the port open):
+    left there, they send later subprocesses' torch.distributed to a port in use. Restored after the test."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
 def fake_server() -> Iterator[Callable[..., FakeServer]]:
     """Starts fake OpenAI-compatible servers on 127.0.0.1 (tests.fakes.FakeServer); all stopped at the end."""
     servers: list[FakeServer] = []

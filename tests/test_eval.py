@@ -16,7 +16,15 @@ from distill import models
 from distill.config import ConfigError, load_config
 from distill.engines.base import R1_MATH_INSTRUCTION
 from distill.eval_sets import samples_for
-from distill.metrics import bootstrap_stderr, consensus_correct, k_values, majority_answer, pass_at_k
+from distill.metrics import (
+    bootstrap_stderr,
+    consensus_correct,
+    k_values,
+    majority_answer,
+    paired_difference,
+    pass_at_k,
+    problems_to_detect,
+)
 from distill.prompt_sets import load_prompts
 
 # --- metrics ------------------------------------------------------------------------------------------------------
@@ -81,6 +89,59 @@ def test_bootstrap_stderr_is_close_to_the_analytic_one():
     assert bootstrap_stderr(values, resamples=4000, seed=1) == estimate  # seeded
     assert bootstrap_stderr(values, resamples=0, seed=1) is None
     assert bootstrap_stderr([1.0], resamples=100, seed=1) is None
+
+
+def test_a_paired_difference_resolves_a_gap_that_separate_error_bars_call_noise():
+    """Two models that share most of their solved problems: 6 of 120 problems separate them. Separate standard
+    errors (about 4.5 points each) make 5 points look like noise; paired per problem, it is resolved."""
+    a = np.zeros(120)
+    a[:60] = 1.0
+    b = a.copy()
+    b[:6] = 0.0
+    paired = paired_difference(a, b, resamples=2000, seed=3)
+    assert paired["difference"] == pytest.approx(0.05) and paired["problems"] == 120
+    low, high = paired["ci"]
+    assert 0 < low < 0.05 < high
+    assert paired["p_value"] < 0.05
+    unpaired = math.hypot(bootstrap_stderr(a, 2000, 3), bootstrap_stderr(b, 2000, 3))
+    assert 2 * unpaired > 0.05  # what the old rule (a gap under two standard errors is noise) would have said
+    assert paired_difference(b, a, resamples=2000, seed=3)["difference"] == pytest.approx(-0.05)
+
+
+def test_identical_models_differ_by_nothing_and_size_nothing():
+    a = np.random.default_rng(0).choice([0.0, 0.5, 1.0], size=50)
+    paired = paired_difference(a, a, resamples=500, seed=0)
+    assert paired["difference"] == 0 and paired["ci"] == [0.0, 0.0]
+    assert paired["p_value"] == 1.0 and paired["min_detectable"] is None
+
+
+def _rejects(difference: dict) -> bool:
+    low, high = difference["ci"]
+    return low > 0 or high < 0
+
+
+def test_the_interval_holds_its_level_and_the_minimum_detectable_difference_its_power():
+    """Simulated evaluations: with no true gap the 95% interval excludes 0 about 5% of the time, and a true gap equal
+    to the stated minimum detectable difference is resolved about 80% of the time."""
+    rng = np.random.default_rng(11)
+    n, trials = 80, 300
+    null = [_rejects(paired_difference(rng.random(n), rng.random(n), 400, seed=i)) for i in range(trials)]
+    assert 0.02 <= np.mean(null) <= 0.09
+    sd = 0.4
+    mdd = paired_difference(rng.normal(0, sd, n), np.zeros(n), 400, seed=0)["min_detectable"]
+    assert mdd == pytest.approx(2.8016 * sd / math.sqrt(n), rel=0.2)
+    true_gap = 2.8016 * sd / math.sqrt(n)
+    hits = [_rejects(paired_difference(rng.normal(true_gap, sd, n), np.zeros(n), 400, seed=i)) for i in range(trials)]
+    assert 0.7 <= np.mean(hits) <= 0.9
+
+
+def test_problems_to_detect_inverts_the_minimum_detectable_difference():
+    assert problems_to_detect(0.05, 0.5) == 785  # (2.8016 x 0.5 / 0.05)^2 = 784.9
+    assert problems_to_detect(0.10, 0.5) == 197
+    with pytest.raises(ValueError):
+        problems_to_detect(0.0, 0.5)
+    with pytest.raises(ValueError):
+        paired_difference([1.0, 0.0], [1.0], resamples=10, seed=0)
 
 
 @pytest.mark.parametrize(

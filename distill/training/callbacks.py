@@ -20,28 +20,33 @@ class MetricsLog(TrainerCallback):
     line, per second of wall time, from TRL's running `num_tokens` (summed over processes).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, renamed: dict[str, str] | None = None) -> None:
         self.path = path
+        # Other logged keys to keep, under a short name (distill.kd: completions/mean_length -> mean_length).
+        self.renamed = renamed or {}
         self.last_time = 0.0
         self.last_tokens = 0.0
+        self.history: list[dict] = []  # every line, also those of the run this one resumes
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.last_time, self.last_tokens = time.perf_counter(), 0.0  # TRL's num_tokens restarts with each process
         if state.is_world_process_zero and self.path.is_file():
             # A resumed run repeats the steps after its checkpoint: drop their old lines.
-            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-            kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            self.history = [line for line in lines if line["step"] <= state.global_step]
+            self.path.write_text("".join(json.dumps(line) + "\n" for line in self.history))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         now = time.perf_counter()
         record = {"step": state.global_step, **{k: logs[k] for k in METRIC_KEYS if k in logs}}
+        record.update({short: logs[key] for key, short in self.renamed.items() if key in logs})
         if "num_tokens" in logs:
             record["tokens_per_s"] = round((logs["num_tokens"] - self.last_tokens) / max(now - self.last_time, 1e-9), 2)
             self.last_tokens = logs["num_tokens"]
         self.last_time = now
+        self.history.append(record)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from grpo.compute import Compute, estimate, grpo_compute, parameter_count
-from grpo.report import statement, table
+from distill.compute import Compute, estimate, grpo_compute, parameter_count
+from distill.prompt_sets import DataError
+from grpo.report import paired_statistics, paired_table, power_statement, statement, table
 
 # Served model name (a path) -> probability of a right answer. The extremes are certain and the draw is seeded by the
 # request's seed and the matched key (not the tmp path), so the ordering the test asserts does not depend on luck.
@@ -42,20 +43,44 @@ def test_compute_adds_stages_and_estimates_flops():
     assert rl.flops == 2 * 3 * 120 + 6 * 3 * 700
 
 
-def _row(label: str, p: float, se: float, flops: float) -> dict:
-    bench = {"samples": 4, "pass@1": p, "pass@1_stderr": se, "cons@k": p}
+def _row(label: str, solved: list[int], flops: float, problems: int = 80) -> dict:
+    """An arm that solved the problems numbered in `solved` (one sample each) out of `problems`."""
+    scores = {f"p{i:03d}": float(i in solved) for i in range(problems)}
+    p = sum(scores.values()) / problems
+    bench = {"samples": 1, "pass@1": p, "pass@1_stderr": 0.05, "cons@k": p}
     compute = {"generated_tokens": 0, "trained_tokens": 0, "flops": flops, "wall_s": 60.0}
-    return {"label": label, "results": {"benchmarks": {"gsm8k": bench}}, "compute": compute}
+    return {
+        "label": label,
+        "results": {"benchmarks": {"gsm8k": bench}},
+        "problem_scores": {"gsm8k": scores},
+        "compute": compute,
+    }
 
 
-def test_the_statement_calls_a_gap_under_two_standard_errors_noise():
-    rows = {"distill": _row("(b)", 0.30, 0.02, 10.0), "rl": _row("(c)", 0.20, 0.02, 10.0)}
-    assert "better" in statement(rows)[0]  # 10 points against 2 x 2.8
-    rows["rl"] = _row("(c)", 0.25, 0.02, 20.0)  # 5 points against 2 x 2.8
-    lines = statement(rows)
-    assert "within noise" in lines[0]
+def test_the_statement_says_beats_only_where_the_paired_interval_excludes_zero():
+    rows = {"distill": _row("(b)", list(range(40)), 10.0), "rl": _row("(c)", list(range(30)), 10.0)}
+    stats = paired_statistics(rows, resamples=2000, seed=0)
+    assert [(s["a"], s["b"]) for s in stats] == [("distill", "rl")]
+    assert stats[0]["difference"] == pytest.approx(10 / 80)
+    assert statement(rows, stats)[0].startswith("- gsm8k: (b) beats (c) by 12.5 points pass@1 (95% CI")
+    # Two problems apart, in both directions: a gap of 0 that this eval could not have resolved below ~6 points.
+    rows["rl"] = _row("(c)", [*range(38), 60, 61], 20.0)
+    stats = paired_statistics(rows, resamples=2000, seed=0)
+    lines = statement(rows, stats)
+    assert "+0.0 points" in lines[0] and "not resolved" in lines[0]
+    mdd = stats[0]["min_detectable"]
+    assert 0.04 < mdd < 0.08
+    assert f"resolves a true gap of {100 * mdd:.1f} points 80% of the time" in lines[0]
     assert "2.00x the FLOPs" in lines[-1]
-    assert "| (b) | 30.0 ± 2.0 | 30.0 |" in table(rows)
+    assert "| (b) | 50.0 ± 5.0 | 50.0 |" in table(rows)
+    assert "| (b) − (c) | gsm8k | 80 | +0.0 |" in paired_table(rows, stats)
+    assert f"is {100 * mdd:.1f} to {100 * mdd:.1f} points" in power_statement(stats)[0]
+
+
+def test_arms_evaluated_on_different_problems_are_not_paired():
+    rows = {"distill": _row("(b)", [1, 2], 10.0), "rl": _row("(c)", [1], 10.0, problems=60)}
+    with pytest.raises(DataError, match=r"gsm8k: arms '\(b\)' and '\(c\)' were not evaluated on the same problems"):
+        paired_statistics(rows, resamples=100, seed=0)
 
 
 def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
@@ -139,9 +164,14 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
     scores = {arm: row["results"]["benchmarks"]["synthetic"]["pass@1"] for arm, row in report.items()}
     assert scores["distill"] > scores["rl"] > scores["base"]
     text = (root / "report" / "table.md").read_text()
-    for label in compare.LABELS.values():
-        assert label in text
-    assert any(line.startswith("- synthetic: (b)") and "better" in line for line in text.splitlines())
+    for arm in report:
+        assert compare.LABELS[arm] in text
+    assert any(line.startswith("- synthetic: (b)") and " beats (a) " in line for line in text.splitlines())
+    paired = json.loads((root / "report" / "compare.json").read_text())["paired"]
+    distill_vs_base = next(s for s in paired if (s["a"], s["b"]) == ("distill", "base"))
+    assert distill_vs_base["ci"][0] > 0 and distill_vs_base["problems"] == len(
+        report["base"]["problem_scores"]["synthetic"]
+    )
     for image in ("accuracy_vs_compute.png", "grpo_response_length.png"):
         assert (root / "report" / image).stat().st_size > 1000
 
@@ -152,6 +182,82 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
     assert compare.main(argv) == 0
     assert json.loads((root / "stages.json").read_text()) == ledger
     assert (root / "report" / "table.md").is_file()
+
+
+@pytest.mark.slow
+def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama, tmp_path, fake_server, capsys):
+    """compare.teacher_from=rl: R1-Zero GRPO makes the teacher first; the kd arm (distill.kd) learns from that
+    teacher, not from the student it started as; the teacher is evaluated and its cost reported as row (t)."""
+    from distill.compute import kd_compute, parameter_count
+    from grpo import compare
+
+    server = fake_server(reply=answer_by_skill)
+    out = tmp_path / "out"
+    argv = [
+        f"model.name={tiny_llama}",
+        f"output_dir={out}",
+        "compare.arms=[base,kd]",
+        "compare.teacher_from=rl",
+        "compare.teacher_max_steps=2",
+        "compare.kd_max_steps=2",
+        "compare.match_budget=false",
+        "generate.prompts.sets=[synthetic]",
+        "generate.prompts.synthetic_per_level=6",
+        "generate.prompts.synthetic_levels=[1]",
+        "grpo.prompts.synthetic_levels=[1]",
+        "grpo.prompts.synthetic_per_level=4",
+        "grpo.num_generations=2",
+        "grpo.per_device_train_batch_size=2",
+        "grpo.gradient_accumulation_steps=1",
+        "grpo.max_completion_length=8",
+        "grpo.overlong_cache=4",
+        "grpo.lora.r=4",
+        "grpo.lora.dropout=0",
+        "grpo.use_vllm=false",
+        "grpo.verify.workers=1",
+        "kd.per_device_train_batch_size=2",
+        "kd.gradient_accumulation_steps=1",
+        "kd.max_completion_length=8",
+        "kd.lora.r=4",
+        "kd.use_vllm=false",
+        "eval.prompts.sets=[synthetic]",
+        "eval.prompts.synthetic_per_level=10",
+        "eval.prompts.synthetic_levels=[2]",
+        "eval.sampling.n=2",
+        "eval.sampling.max_tokens=32",
+        "eval.engine.kind=openai",
+        f"eval.engine.urls=[{server.url}]",
+        "eval.verify.workers=1",
+    ]
+    assert compare.main(argv) == 0
+    root = out / "compare" / "smollm2"
+    ledger = json.loads((root / "stages.json").read_text())
+    assert list(ledger) == ["eval_base", "grpo_teacher", "kd", "eval_kd", "eval_teacher"]
+    assert "grpo.target=teacher" in ledger["grpo_teacher"]["command"]
+    teacher = root / "grpo" / "teacher"
+    assert f"kd.teacher={teacher}" in ledger["kd"]["command"]
+    assert (teacher / "adapter_config.json").is_file()
+
+    report = json.loads((root / "report" / "compare.json").read_text())
+    arms = report["arms"]
+    assert list(arms) == ["base", "kd", "teacher"]
+    params = parameter_count(tiny_llama)
+    kd_metrics = [json.loads(line) for line in (root / "kd" / "kd" / "metrics.jsonl").read_text().splitlines()]
+    assert len(kd_metrics) == 2
+    assert arms["kd"]["compute"]["flops"] == pytest.approx(kd_compute(kd_metrics, params, params, 2).flops)
+    assert arms["kd"]["compute"]["scored_tokens"] == kd_metrics[-1]["num_tokens"] > 0
+    assert arms["teacher"]["compute"]["flops"] > 0 and len(arms["teacher"]["grpo_metrics"]) == 2
+    assert {(s["a"], s["b"]) for s in report["paired"]} == {("kd", "base"), ("teacher", "base")}
+    text = (root / "report" / "table.md").read_text()
+    assert "| (t) the teacher: R1-Zero GRPO on the model, before any arm |" in text
+    assert "teacher-scored tokens" in text and "- Making the teacher (R1-Zero GRPO, row (t)) cost" in text
+
+
+def test_kd_without_a_teacher_other_than_the_student_is_refused(tmp_path, capsys):
+    from grpo import compare
+
+    assert compare.main([f"output_dir={tmp_path}", "compare.arms=[base,kd]"]) == 2
+    assert "compare.teacher_from=rl (R1's order)" in capsys.readouterr().err
 
 
 def test_a_failed_stage_names_its_own_error(tmp_path, capsys):

@@ -148,8 +148,8 @@ def test_student_continues_a_sft_adapter(tiny_llama, tmp_path, varying_reward, p
 def test_a_flop_budget_stops_training_once_spent(tiny_llama, tmp_path, varying_reward):
     """grpo.max_flops (how grpo.compare matches RL's compute to distillation's): training stops at the first step
     whose running estimate reaches the budget, however many steps max_steps allows."""
+    from distill.compute import grpo_compute, parameter_count
     from grpo import train
-    from grpo.compute import grpo_compute, parameter_count
 
     out = tmp_path / "out"
     assert train.main(_argv(tiny_llama, out, "grpo.max_steps=1")) == 0
@@ -169,20 +169,6 @@ def test_bad_settings_stop_before_loading_a_model(capsys, tmp_path, monkeypatch)
     assert "grpo.loss_type" in capsys.readouterr().err
     assert train.main([f"output_dir={tmp_path}", "grpo.init_from=/nowhere/x"]) == 2  # init_from is for students
     assert "grpo.init_from is for target=student" in capsys.readouterr().err
-
-
-@pytest.fixture
-def distributed_env(monkeypatch):
-    """TRL's colocated vLLM writes RANK, WORLD_SIZE, MASTER_ADDR/PORT into os.environ (and vLLM keeps the port open):
-    left there, they send later subprocesses' torch.distributed to a port in use. Restored after the test."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
 
 
 @pytest.mark.slow

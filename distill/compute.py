@@ -1,7 +1,7 @@
 """Compute in one unit for every stage, so distillation and RL can be set side by side (and budgets matched).
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020): 2·N per token of a forward pass -- every
-generated token -- and 6·N per token of a forward and backward pass -- every trained token -- with N the parameters
+generated token, every token a teacher scores -- and 6·N per token of a forward and backward pass -- every trained token -- with N the parameters
 of the model doing the work (the teacher for its generation, the student for training and its own rollouts). LoRA
 leaves the estimate as is: the backward pass still runs through the whole frozen model.
 """
@@ -22,6 +22,7 @@ class Compute:
     trained_tokens: int = 0  # prompt + completion tokens through a forward and backward pass
     flops: float = 0.0
     wall_s: float = 0.0
+    scored_tokens: int = 0  # tokens a teacher scored with a forward pass only (on-policy distillation)
 
     def __add__(self, other: Compute) -> Compute:
         """Two stages in sequence (a teacher's generation, then training on its output)."""
@@ -79,18 +80,26 @@ def grpo_compute(metrics: list[dict], params: int, completions_per_step: int, wa
     return estimate(generated, params, _last_value(metrics, "num_tokens"), params, wall_s)
 
 
+def kd_compute(
+    metrics: list[dict], student_params: int, teacher_params: int, completions_per_step: int, wall_s: float = 0.0
+) -> Compute:
+    """distill.kd's metrics.jsonl: the student's own samples (2·N_student per generated token), the teacher's forward
+    pass over every trained token (2·N_teacher: it scores each token the student saw), and the student's forward and
+    backward pass over them (6·N_student)."""
+    generated = grpo_generated_tokens(metrics, completions_per_step)
+    trained = int(_last_value(metrics, "num_tokens"))
+    student = estimate(generated, student_params, trained, student_params, wall_s)
+    return Compute(generated, trained, student.flops + 2.0 * teacher_params * trained, wall_s, scored_tokens=trained)
+
+
 class FlopBudget(TrainerCallback):
-    """Stops GRPO once its estimated FLOPs reach `max_flops` (grpo.max_flops): how grpo.compare gives RL the budget
-    distillation spent. Reads the GRPOMonitor's history, so it must come after the monitor in the callback list."""
+    """Stops training once `spent()` (estimated FLOPs so far) reaches `max_flops` (grpo.max_flops, kd.max_flops): how
+    grpo.compare gives RL and on-policy distillation the budget SFT distillation spent. `spent` reads a metrics
+    callback's history, so this callback must come after that one in the callback list."""
 
-    def __init__(self, monitor, params: int, completions_per_step: int, max_flops: float) -> None:
-        self.monitor = monitor
-        self.params = params
-        self.completions_per_step = completions_per_step
+    def __init__(self, spent, max_flops: float) -> None:
+        self.spent = spent
         self.max_flops = max_flops
-
-    def spent(self) -> float:
-        return grpo_compute(self.monitor.history, self.params, self.completions_per_step).flops
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.spent() >= self.max_flops:

