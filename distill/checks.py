@@ -174,7 +174,8 @@ def check_eval(cfg: Config) -> None:
     _verify("eval.verify", ev.verify)
 
 
-def _same_model(a: str, b: str) -> bool:
+def same_model(a: str, b: str) -> bool:
+    """Two model names that name one model: equal, or folders that resolve to one."""
     return a == b or (Path(a).is_dir() and Path(b).is_dir() and Path(a).resolve() == Path(b).resolve())
 
 
@@ -186,7 +187,7 @@ def check_compare(cfg: Config) -> None:
     _at_least("compare.teacher_max_steps", cfg.compare.teacher_max_steps, 1)
     _at_least("compare.kd_max_steps", cfg.compare.kd_max_steps, 1)
     _one_of("compare.teacher_from", cfg.compare.teacher_from, ("given", "rl"))
-    if "kd" in arms and cfg.compare.teacher_from == "given" and _same_model(teacher_name(cfg), cfg.model.name):
+    if "kd" in arms and cfg.compare.teacher_from == "given" and same_model(teacher_name(cfg), cfg.model.name):
         raise ConfigError(
             "key 'compare.arms' has kd but the teacher is the student itself (generate.teacher): on-policy "
             "distillation from itself starts at zero divergence and learns nothing; set generate.teacher, or "

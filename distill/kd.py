@@ -165,11 +165,17 @@ def flop_budget(cfg: Config, metrics, student: str, teacher: str):
 
 
 def _kd(cfg: Config, argv: list[str]) -> int:
+    from distill.checks import same_model
     from distill.training.callbacks import plot_loss
     from distill.training.outputs import prepare_run_dir
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.kd, "kd")
+    if same_model(teacher_of(cfg), cfg.kd.init_from or cfg.model.name):
+        raise ConfigError(
+            f"the teacher ({teacher_of(cfg)}) is the student itself: its divergence starts at 0 and it learns nothing; "
+            "set kd.teacher (e.g. the folder grpo.train target=teacher writes)"
+        )
     dataset = build_dataset(cfg)
     out = run_folder(cfg)
     checkpoint = prepare_run_dir(cfg, out, "kd")

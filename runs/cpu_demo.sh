@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole pipeline on the embedded SmolLM2-135M-Instruct, offline, on 2 CPU cores in about half an hour: the teacher
-# samples and the verifiers keep the correct answers (distill.generate), the student is distilled on them
-# (distill.sft), GRPO trains the same student on the same prompts with the FLOPs distillation spent (grpo.train),
-# distillation is followed by GRPO, and every arm is evaluated on held-out problems (distill.eval).
+# The whole pipeline on the embedded SmolLM2-135M-Instruct, offline, on 2 CPU cores in about half an hour, in R1's
+# order: R1-Zero GRPO first makes the teacher from the model (grpo.train grpo.target=teacher); that teacher samples
+# and the verifiers keep the correct answers (distill.generate); the untouched student is distilled on them
+# (distill.sft) and, on policy, from the teacher's token distributions (distill.kd); GRPO trains the same student on
+# the same prompts (grpo.train) -- each at the FLOPs SFT distillation spent -- and every arm and the teacher are
+# evaluated on held-out problems (distill.eval), compared pairwise on the same problems.
 #
 #   runs/cpu_demo.sh [key=value ...]      e.g. compare.grpo_max_steps=30     (make demo: runs/demo.sh, a smaller budget)
 #

@@ -8,10 +8,12 @@
 #   runs/demo.sh [key=value ...]       the same stages at runs/cpu_demo.sh's larger budget: runs/cpu_demo.sh
 #
 # A small budget answers nothing about RL against distillation (a handful of problems, a few steps): it shows every
-# stage working end to end. Run it again after a crash: finished stages are skipped, unfinished ones resume.
+# stage working end to end. The model teaches itself here (no RL-made teacher, no on-policy arm: runs/cpu_demo.sh
+# runs R1's order). Run it again after a crash: finished stages are skipped, unfinished ones resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec "${PYTHON:-.venv/bin/python}" -m grpo.compare recipe=smollm2 compare.run_name=demo \
+  compare.teacher_from=given compare.arms=[base,distill,rl,distill_rl] \
   generate.prompts.synthetic_per_level=4 \
   sft.max_steps=12 \
   compare.grpo_max_steps=4 \

@@ -177,6 +177,8 @@ def test_a_teacher_with_another_vocabulary_is_refused_before_training(tiny_llama
     err = capsys.readouterr().err
     assert f"kd.teacher={other}: its vocabulary has 1000 tokens, the student's {len(real_tokenizer)}" in err
     assert not (tmp_path / "out" / "kd" / "tiny" / "metrics.jsonl").exists()
+    assert kd.main(_argv(tiny_llama, tiny_llama, tmp_path / "out", "kd.max_steps=1")) == 2
+    assert "is the student itself: its divergence starts at 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

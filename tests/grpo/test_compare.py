@@ -134,6 +134,8 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         f"eval.engine.urls=[{server.url}]",
         "eval.verify.workers=1",
         "compare.match_budget=true",
+        "compare.arms=[base,distill,rl,distill_rl]",
+        "compare.teacher_from=given",
     ]
     capsys.readouterr()
     assert compare.main(argv) == 0
