@@ -198,6 +198,11 @@ def check_compare(cfg: Config) -> None:
         raise ConfigError(f"key 'compare.confidence' expects a level between 0.5 and 1, got {cfg.compare.confidence}")
 
 
+def _fractions(key: str, values: list[float]) -> None:
+    if any(not 0 < v < 1 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"key '{key}' expects distinct fractions between 0 and 1 (exclusive), got {values}")
+
+
 def check_config(cfg: Config) -> None:
     """Every section's values against what they must mean; raises ConfigError naming the first bad key."""
     check_generate(cfg)
@@ -206,5 +211,8 @@ def check_config(cfg: Config) -> None:
     check_kd(cfg)
     check_eval(cfg)
     check_compare(cfg)
+    for key in ("sft", "grpo", "kd"):
+        _fractions(f"{key}.save_fractions", getattr(cfg, key).save_fractions)
+    _fractions("compare.sweep", cfg.compare.sweep)
     _one_of("hardware.sharding", cfg.hardware.sharding, SHARDING)
     _at_least("hardware.gpu_memory_gib", cfg.hardware.gpu_memory_gib, 0, strict=True)

@@ -105,3 +105,36 @@ class FlopBudget(TrainerCallback):
         if self.spent() >= self.max_flops:
             control.should_training_stop = True
             control.should_save = True
+
+
+class SaveAtFractions(TrainerCallback):
+    """Checkpoints a run at fractions of its length (sft/grpo/kd.save_fractions, grpo.compare's budget sweep): a
+    fraction f is reached at f of the run's steps, or -- with a FLOP budget -- once `spent()` reaches f of it, whichever
+    comes first; both bound the run, and the one that binds ends it at 1. Writes fraction -> step into
+    <output_dir>/save_fractions.json, so the sweep knows which checkpoint stands for which fraction."""
+
+    FILE = "save_fractions.json"
+
+    def __init__(self, fractions: list[float], spent=None, budget: float | None = None) -> None:
+        self.fractions = sorted(fractions)
+        self.spent = spent
+        self.budget = budget
+        self.saved: dict[str, int] = {}
+
+    def _reached(self, fraction: float, state) -> bool:
+        if state.max_steps > 0 and state.global_step >= fraction * state.max_steps:
+            return True
+        return self.budget is not None and self.spent() >= fraction * self.budget
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / self.FILE
+        self.saved = json.loads(path.read_text()) if path.is_file() else {}  # a resumed run keeps its earlier marks
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        due = [f for f in self.fractions if str(f) not in self.saved and self._reached(f, state)]
+        if not due:
+            return
+        control.should_save = True
+        self.saved.update({str(f): state.global_step for f in due})
+        if state.is_world_process_zero:
+            (Path(args.output_dir) / self.FILE).write_text(json.dumps(self.saved, indent=1) + "\n")

@@ -207,7 +207,11 @@ class SFTSection:
     chat_template_path: str | None = None
     logging_steps: int = 1
     save_steps: int = 50
-    save_total_limit: int = 2
+    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
+    save_total_limit: int | None = 2
+    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
+    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
+    save_fractions: list[float] = field(default_factory=list)
     # auto: continue from the last checkpoint in the output folder if any; never: start over (its checkpoints are
     # removed); or the path of a checkpoint folder.
     resume: str = "auto"
@@ -292,7 +296,11 @@ class GRPOSection:
     max_flops: float | None = None
     gradient_checkpointing: bool = False
     save_steps: int = 50
-    save_total_limit: int = 2
+    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
+    save_total_limit: int | None = 2
+    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
+    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
+    save_fractions: list[float] = field(default_factory=list)
     # auto: continue from the last checkpoint in the output folder; never: start over; or a checkpoint folder.
     resume: str = "auto"
     # Output folder <output_dir>/grpo/<run_name>; default <target>-<model name>.
@@ -363,7 +371,11 @@ class KDSection:
     max_flops: float | None = None
     gradient_checkpointing: bool = False
     save_steps: int = 50
-    save_total_limit: int = 2
+    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
+    save_total_limit: int | None = 2
+    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
+    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
+    save_fractions: list[float] = field(default_factory=list)
     resume: str = "auto"
     # Output folder <output_dir>/kd/<run_name>; default <student name>-from-<teacher name>.
     run_name: str | None = None
@@ -431,6 +443,10 @@ class CompareSection:
     run_name: str | None = None
     # Reuse an arm's finished outputs (dataset, adapters, evaluations) found in the run folder.
     resume: bool = True
+    # The budget sweep: each trained arm is also evaluated from checkpoints at these fractions of its run (of its
+    # steps, or of its FLOP budget where that ends it), so accuracy_vs_compute.png has a curve per arm; [] evaluates
+    # the end of each run only. Every point costs one evaluation.
+    sweep: list[float] = field(default_factory=list)
     # Paired bootstrap over the evaluated problems (arm against arm): resamples, and the confidence of the intervals
     # the report's sentences rest on ("A beats B" only where the interval excludes 0).
     bootstrap: int = 10000

@@ -124,6 +124,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None):
     """Load teacher and student, build the trainer with its callbacks, and train; returns the trainer."""
     from trl import DistillationTrainer
 
+    from distill.compute import FlopBudget, SaveAtFractions
     from distill.training.callbacks import MetricsLog, SaveOnSignal
     from distill.training.trainee import cuda, load_trainee
 
@@ -138,9 +139,10 @@ def train(cfg: Config, dataset, out: Path, resume: str | None):
     check_vocabularies(model, teacher)
     tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
     metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
-    callbacks = [metrics, stop := SaveOnSignal()]
+    spent = spending(cfg, metrics, base, teacher)
+    callbacks = [metrics, stop := SaveOnSignal(), SaveAtFractions(cfg.kd.save_fractions, spent, cfg.kd.max_flops)]
     if cfg.kd.max_flops is not None:
-        callbacks.append(flop_budget(cfg, metrics, base, teacher))
+        callbacks.append(FlopBudget(spent, cfg.kd.max_flops))
     trainer = DistillationTrainer(
         model=model,
         teacher_model=teacher,
@@ -155,13 +157,14 @@ def train(cfg: Config, dataset, out: Path, resume: str | None):
     return trainer
 
 
-def flop_budget(cfg: Config, metrics, student: str, teacher: str):
-    from distill.compute import FlopBudget, kd_compute, parameter_count
+def spending(cfg: Config, metrics, student: str, teacher: str):
+    """The run's estimated FLOPs so far, as a function (distill.compute.kd_compute over the logged steps)."""
+    from distill.compute import kd_compute, parameter_count
 
     kd = cfg.kd
     per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps
     params = parameter_count(student), parameter_count(teacher)
-    return FlopBudget(lambda: kd_compute(metrics.history, *params, per_step).flops, kd.max_flops)
+    return lambda: kd_compute(metrics.history, *params, per_step).flops
 
 
 def _kd(cfg: Config, argv: list[str]) -> int:

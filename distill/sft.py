@@ -118,6 +118,7 @@ def _sft(cfg: Config, argv: list[str]) -> int:
         source.rows = len(dataset)
     from trl import SFTTrainer
 
+    from distill.compute import SaveAtFractions
     from distill.training.callbacks import MetricsLog, SaveOnSignal
     from distill.training.template_check import check_training_target
 
@@ -128,7 +129,7 @@ def _sft(cfg: Config, argv: list[str]) -> int:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[MetricsLog(out / "metrics.jsonl"), stop],
+        callbacks=[MetricsLog(out / "metrics.jsonl"), stop, SaveAtFractions(sft.save_fractions)],
     )
     print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
     if checkpoint is not None:

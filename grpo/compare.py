@@ -163,15 +163,15 @@ class Comparison:
                 *teacher,
             ]
         if stage == "sft":
-            return "distill.sft", [f"sft.dataset={self.dataset}", "sft.run_name=distill"]
+            return "distill.sft", [f"sft.dataset={self.dataset}", "sft.run_name=distill", *self.sweep_args("sft")]
         if stage == "grpo_teacher":  # R1-Zero on the teacher: the recipe's own grpo section and prompts
             steps = [] if c.teacher_max_steps is None else [f"grpo.max_steps={c.teacher_max_steps}"]
             return "grpo.train", ["grpo.target=teacher", "grpo.run_name=teacher", "grpo.init_from=null", *steps]
         if stage == "kd":
             steps = [] if c.kd_max_steps is None else [f"kd.max_steps={c.kd_max_steps}"]
             kd = [f"kd.teacher={self.teacher}", "kd.run_name=kd", "kd.init_from=null", *same_prompts(self.cfg, "kd")]
-            return "distill.kd", [*kd, *steps, *self.budget("kd.max_flops")]
-        grpo = ["grpo.target=student", "grpo.template=r1", *same_prompts(self.cfg)]
+            return "distill.kd", [*kd, *steps, *self.budget("kd.max_flops"), *self.sweep_args("kd")]
+        grpo = ["grpo.target=student", "grpo.template=r1", *same_prompts(self.cfg), *self.sweep_args("grpo")]
         if c.grpo_max_steps is not None:
             grpo.append(f"grpo.max_steps={c.grpo_max_steps}")
         grpo += self.budget("grpo.max_flops")
@@ -202,6 +202,38 @@ class Comparison:
         for stage in self.stages_of(arm):
             self.run(stage, *self.stage_argv(stage))
         self.run(f"eval_{arm}", "distill.eval", [f"model.name={self.model_of(arm)}", f"eval.run_name={arm}"])
+        for fraction, step in self.sweep_points(arm):
+            checkpoint = self.train_dir(arm) / f"checkpoint-{step}"
+            name = sweep_name(arm, fraction)
+            self.run(f"eval_{name}", "distill.eval", [f"model.name={checkpoint}", f"eval.run_name={name}"])
+
+    # --- the budget sweep -------------------------------------------------------------------------------------
+    def sweep_args(self, section: str) -> list[str]:
+        """With compare.sweep, the training stage checkpoints at those fractions of its run and keeps them all."""
+        if not self.cfg.compare.sweep:
+            return []
+        fractions = ",".join(f"{f:g}" for f in self.cfg.compare.sweep)
+        return [f"{section}.save_fractions=[{fractions}]", f"{section}.save_total_limit=null"]
+
+    def train_dir(self, arm: str) -> Path:
+        return {"distill": self.sft_dir, "kd": self.kd_dir}.get(arm) or self.grpo_dir(arm)
+
+    def sweep_points(self, arm: str) -> list[tuple[float, int]]:
+        """(fraction, step) of each sweep checkpoint the arm's last training stage saved before its final step, from
+        its save_fractions.json (distill.compute.SaveAtFractions); the final model is the arm's own row."""
+        if arm in ("base", "teacher") or not self.cfg.compare.sweep:
+            return []
+        from distill.compute import SaveAtFractions
+
+        folder = self.train_dir(arm)
+        marks = folder / SaveAtFractions.FILE
+        final = max((m["step"] for m in read_jsonl(folder / "metrics.jsonl")), default=0)
+        saved = json.loads(marks.read_text()) if marks.is_file() else {}
+        points = {}
+        for fraction, step in sorted(saved.items(), key=lambda kv: float(kv[0])):
+            if step < final and (folder / f"checkpoint-{step}").is_dir():
+                points.setdefault(step, float(fraction))  # two marks on one step: one checkpoint, the first mark
+        return sorted((f, step) for step, f in points.items())
 
     # --- compute ----------------------------------------------------------------------------------------------
     def params(self, name: str) -> int:
@@ -211,44 +243,54 @@ class Comparison:
 
         return parameter_count(resolve_for_inference(name, trust_remote_code=self.cfg.model.trust_remote_code))
 
-    def distill_compute(self):
+    def trained(self, folder: Path, stage: str, upto: int | None) -> tuple[list[dict], float]:
+        """A training stage's metrics.jsonl lines and wall time, or -- at a sweep point -- those of its steps up to
+        `upto`, with the wall time pro rata by steps."""
+        metrics, wall = read_jsonl(folder / "metrics.jsonl"), self.ledger[stage]["wall_s"]
+        if upto is None:
+            return metrics, wall
+        last = max((m["step"] for m in metrics), default=1)
+        return [m for m in metrics if m["step"] <= upto], wall * upto / max(last, 1)
+
+    def distill_compute(self, upto: int | None = None):
         from distill.compute import generation_compute, sft_compute
 
         teacher = self.params(self.teacher)
         student = self.params(self.cfg.model.name)
         gen = generation_compute(self.dataset / ".work" / "journal.jsonl", teacher, self.ledger["generate"]["wall_s"])
-        sft = sft_compute(read_jsonl(self.sft_dir / "metrics.jsonl"), student, self.ledger["sft"]["wall_s"])
-        return gen + sft
+        metrics, wall = self.trained(self.sft_dir, "sft", upto)
+        return gen + sft_compute(metrics, student, wall)
 
     def distill_flops(self) -> float:
         return self.distill_compute().flops
 
-    def grpo_compute(self, arm: str):
+    def grpo_compute(self, arm: str, upto: int | None = None):
         from distill.compute import grpo_compute
 
         g = self.cfg.grpo
         per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
-        metrics = read_jsonl(self.grpo_dir(arm) / "metrics.jsonl")
-        return grpo_compute(metrics, self.params(self.cfg.model.name), per_step, self.ledger[f"grpo_{arm}"]["wall_s"])
+        metrics, wall = self.trained(self.grpo_dir(arm), f"grpo_{arm}", upto)
+        return grpo_compute(metrics, self.params(self.cfg.model.name), per_step, wall)
 
-    def kd_compute(self):
+    def kd_compute(self, upto: int | None = None):
         from distill.compute import kd_compute
 
         k = self.cfg.kd
         per_step = k.per_device_train_batch_size * k.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
-        metrics = read_jsonl(self.kd_dir / "metrics.jsonl")
+        metrics, wall = self.trained(self.kd_dir, "kd", upto)
         student, teacher = self.params(self.cfg.model.name), self.params(self.teacher)
-        return kd_compute(metrics, student, teacher, per_step, self.ledger["kd"]["wall_s"])
+        return kd_compute(metrics, student, teacher, per_step, wall)
 
-    def compute(self, arm: str):
+    def compute(self, arm: str, upto: int | None = None):
+        """An arm's compute, all of it or (a sweep point) up to step `upto` of its last training stage."""
         from distill.compute import Compute
 
         return {
             "base": Compute,
-            "distill": self.distill_compute,
-            "rl": lambda: self.grpo_compute("rl"),
-            "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl"),
-            "kd": self.kd_compute,
+            "distill": lambda: self.distill_compute(upto),
+            "rl": lambda: self.grpo_compute("rl", upto),
+            "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl", upto),
+            "kd": lambda: self.kd_compute(upto),
             "teacher": lambda: self.grpo_compute("teacher"),
         }[arm]()
 
@@ -262,6 +304,11 @@ class Comparison:
         for s in read_jsonl(self.root / "eval" / arm / "samples.jsonl"):
             verdicts.setdefault(s["benchmark"], {}).setdefault(s["id"], []).append(s["verdict"] == "correct")
         return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
+
+
+def sweep_name(arm: str, fraction: float) -> str:
+    """A sweep point's evaluation and row name: the arm at a fraction of its run (rl@0.5)."""
+    return f"{arm}@{fraction:g}"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -291,6 +338,19 @@ def compare(cfg: Config, overrides: list[str]) -> Path:
         }
         for arm in arms
     }
+    for arm in arms:  # the budget sweep's points, after the arms: rows of their own, marked with the arm they sample
+        for fraction, step in run.sweep_points(arm):
+            name = sweep_name(arm, fraction)
+            rows[name] = {
+                "label": f"{LABELS[arm].split(' ', 1)[0]} at {fraction:.0%} of its run (step {step})",
+                "sweep_of": arm,
+                "fraction": fraction,
+                "step": step,
+                "model": str(run.train_dir(arm) / f"checkpoint-{step}"),
+                "compute": run.compute(arm, upto=step).to_dict(),
+                "results": run.results(name),
+                "problem_scores": run.problem_scores(name),
+            }
     return write_report(cfg, rows, run.root / "report")
 
 

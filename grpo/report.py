@@ -15,6 +15,11 @@ from distill.metrics import paired_difference
 from distill.prompt_sets import DataError
 
 
+def arms_only(rows: dict[str, dict]) -> dict[str, dict]:
+    """The arms' own rows (their final models), without the budget sweep's points."""
+    return {key: row for key, row in rows.items() if "sweep_of" not in row}
+
+
 def _benchmarks(rows: dict[str, dict]) -> list[str]:
     first = next(iter(rows.values()))
     return list(first["results"]["benchmarks"])
@@ -34,6 +39,7 @@ def _human(x: float) -> str:
 
 def table(rows: dict[str, dict]) -> str:
     """One line per arm: pass@1 ± stderr and cons@k per benchmark, then its compute."""
+    rows = arms_only(rows)
     benches = _benchmarks(rows)
     header = ["arm"]
     for b in benches:
@@ -92,6 +98,7 @@ def paired_scores(a: dict, b: dict, bench: str) -> tuple[list[float], list[float
 def paired_statistics(rows: dict[str, dict], resamples: int, seed: int, confidence: float = 0.95) -> list[dict]:
     """Each pair of PAIRS present in `rows`, per benchmark: distill.metrics.paired_difference of their per-problem
     pass@1 (difference, interval, p-value, minimum detectable difference), with the pair's arms and benchmark."""
+    rows = arms_only(rows)
     out = []
     for bench in _benchmarks(rows):
         for a, b in PAIRS:
@@ -180,6 +187,61 @@ def power_statement(stats: list[dict]) -> list[str]:
     return out
 
 
+def sweep_levels(rows: dict[str, dict]) -> dict[float, dict[str, dict]]:
+    """Fraction of each run -> arm -> its row there (1.0: the final models), for the arms the sweep sampled."""
+    levels: dict[float, dict[str, dict]] = {}
+    for row in rows.values():
+        if "sweep_of" in row:
+            levels.setdefault(row["fraction"], {})[row["sweep_of"]] = row
+    for arm in dict.fromkeys(row["sweep_of"] for row in rows.values() if "sweep_of" in row):
+        levels.setdefault(1.0, {})[arm] = rows[arm]
+    return dict(sorted(levels.items()))
+
+
+def sweep_leaders(rows: dict[str, dict], resamples: int, seed: int, confidence: float) -> list[dict]:
+    """At each fraction of the runs and on each benchmark: the arm ahead, and its paired difference with the next."""
+    out = []
+    for fraction, at in sweep_levels(rows).items():
+        for bench in _benchmarks(rows):
+            ranked = sorted(at, key=lambda arm: -_score(at[arm], bench)[0])
+            entry = {"fraction": fraction, "benchmark": bench, "ranking": ranked}
+            if len(ranked) > 1:
+                first, second = at[ranked[0]], at[ranked[1]]
+                entry["paired"] = paired_difference(*paired_scores(first, second, bench), resamples, seed, confidence)
+            out.append(entry)
+    return out
+
+
+def sweep_table(rows: dict[str, dict], leaders: list[dict]) -> str:
+    """One line per fraction of the runs and benchmark: each swept arm's pass@1 ± stderr and FLOPs there, and who
+    leads -- resolved only where the paired interval against the runner-up excludes 0."""
+    levels = sweep_levels(rows)
+    if not levels:
+        return ""
+    arms = list(dict.fromkeys(arm for at in levels.values() for arm in at))
+    short = {arm: rows[arm]["label"].split(" ", 1)[0] for arm in arms}
+    lines = ["| share of each run | benchmark | " + " | ".join(short[a] for a in arms) + " | leads |"]
+    lines.append("|---|---|" + "---|" * len(arms) + "---|")
+    for entry in leaders:
+        at, bench = levels[entry["fraction"]], entry["benchmark"]
+        cells = []
+        for arm in arms:
+            if arm not in at:
+                cells.append("–")
+                continue
+            p, se = _score(at[arm], bench)
+            cells.append(f"{_points(p)} ± {_points(se)} ({_human(at[arm]['compute']['flops'])} FLOPs)")
+        lead = short[entry["ranking"][0]]
+        if "paired" in entry:
+            d = entry["paired"]
+            low, high = d["ci"]
+            resolved = low > 0 or high < 0
+            lead = f"{lead} by {_points(d['difference'])} ({_points(low)} to {_points(high)})"
+            lead += "" if resolved else ": not resolved"
+        lines.append(f"| {entry['fraction']:.0%} | {bench} | " + " | ".join(cells) + f" | {lead} |")
+    return "\n".join(lines)
+
+
 def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -187,15 +249,22 @@ def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     benches = _benchmarks(rows)
+    curves: dict[str, list[dict]] = {}  # arm -> its sweep points and its final row: a curve along its own run
+    for key, row in rows.items():
+        curves.setdefault(row.get("sweep_of", key), []).append(row)
     fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 3.8), squeeze=False)
     for ax, bench in zip(axes[0], benches, strict=True):
-        for row in rows.values():
-            p, se = _score(row, bench)
-            if row["compute"]["flops"] == 0:  # the student as is spent nothing: a reference line, not a point
-                ax.axhline(100 * p, color="grey", linestyle="--", label=row["label"])
+        for arm, points in curves.items():
+            final = rows[arm]
+            p, se = _score(final, bench)
+            if final["compute"]["flops"] == 0:  # the student as is spent nothing: a reference line, not a point
+                ax.axhline(100 * p, color="grey", linestyle="--", label=final["label"])
                 ax.axhspan(100 * (p - 2 * se), 100 * (p + 2 * se), color="grey", alpha=0.12)
                 continue
-            ax.errorbar([row["compute"]["flops"]], [100 * p], yerr=[200 * se], fmt="o", capsize=4, label=row["label"])
+            points = sorted(points, key=lambda r: r["compute"]["flops"])
+            x = [r["compute"]["flops"] for r in points]
+            y, err = zip(*(_score(r, bench) for r in points), strict=True)
+            ax.errorbar(x, [100 * v for v in y], yerr=[200 * e for e in err], fmt="o-", capsize=4, label=final["label"])
         ax.set_xscale("log")
         ax.set_xlabel("compute (FLOPs, log)")
         ax.set_ylabel("pass@1 (%) ± 2 s.e.")
@@ -233,8 +302,10 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_compute(rows, folder / "accuracy_vs_compute.png")
     plot_grpo_length(rows, folder / "grpo_response_length.png")
-    stats = paired_statistics(rows, cfg.compare.bootstrap, cfg.seed, cfg.compare.confidence)
-    summary = {"recipe": cfg.recipe, "paired": stats, "arms": rows}
+    c = cfg.compare
+    stats = paired_statistics(rows, c.bootstrap, cfg.seed, c.confidence)
+    leaders = sweep_leaders(rows, c.bootstrap, cfg.seed, c.confidence)
+    summary = {"recipe": cfg.recipe, "paired": stats, "sweep": leaders, "arms": rows}
     (folder / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
     student, teacher = cfg.model.name, cfg.generate.teacher or cfg.model.name
     if "teacher" in rows:
@@ -258,6 +329,20 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
         "",
         *statement(rows, stats),
         "",
+        *(
+            [
+                "## Along each run (the budget sweep)",
+                "",
+                "Each trained arm evaluated from checkpoints at shares of its run (of its steps, or of its FLOP "
+                "budget where that ends it), on the same problems; who leads at each share, against the runner-up "
+                f"({100 * c.confidence:.0f}% paired interval):",
+                "",
+                sweep_table(rows, leaders),
+                "",
+            ]
+            if leaders
+            else []
+        ),
         "## What this evaluation can show",
         "",
         *power_statement(stats),

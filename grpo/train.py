@@ -90,12 +90,16 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         detector = Detector(g.monitor_window, g.hack_min_change, g.length_collapse_fraction, g.gaming_share)
         monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, detector)
-        callbacks = [monitor]
-        if g.max_flops is not None:
-            from distill.compute import FlopBudget, grpo_compute, parameter_count
+        from distill.compute import FlopBudget, SaveAtFractions, grpo_compute, parameter_count
 
-            params = parameter_count(policy_path(cfg))
-            callbacks.append(FlopBudget(lambda: grpo_compute(monitor.history, params, per_step).flops, g.max_flops))
+        params = parameter_count(policy_path(cfg))
+
+        def spent() -> float:
+            return grpo_compute(monitor.history, params, per_step).flops
+
+        callbacks = [monitor, SaveAtFractions(g.save_fractions, spent, g.max_flops)]
+        if g.max_flops is not None:
+            callbacks.append(FlopBudget(spent, g.max_flops))
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=funcs,

@@ -153,6 +153,42 @@ def test_kd_stops_at_its_flop_budget(tiny_llama, tiny_teacher, tmp_path):
     assert kd_compute(records[:-1], params, params, 4).flops < budget
 
 
+def test_save_fractions_checkpoint_at_shares_of_the_steps_or_of_the_flop_budget(tmp_path):
+    """distill.compute.SaveAtFractions (the budget sweep): a share is reached at that share of the steps or of the
+    FLOP budget, whichever comes first; each share saves once and is written down with its step."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from distill.compute import SaveAtFractions
+
+    def run(callback, steps: int, flops_per_step: float) -> list[int]:
+        state, saved = TrainerState(max_steps=steps), []
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+        callback.spent = lambda: state.global_step * flops_per_step
+        callback.on_train_begin(args, state, TrainerControl())
+        for step in range(1, steps + 1):
+            state.global_step, control = step, TrainerControl()
+            callback.on_log(args, state, control, logs={"loss": 1.0})
+            saved += [step] if control.should_save else []
+        return saved
+
+    assert run(SaveAtFractions([0.25, 0.5]), steps=10, flops_per_step=1.0) == [3, 5]
+    assert json.loads((tmp_path / "save_fractions.json").read_text()) == {"0.25": 3, "0.5": 5}
+    (tmp_path / "save_fractions.json").unlink()
+    # A budget of 8 that 4 FLOPs a step reaches at step 2: the shares follow the budget, which ends the run first.
+    assert run(SaveAtFractions([0.25, 0.5], budget=8.0), steps=10, flops_per_step=4.0) == [1]
+    assert json.loads((tmp_path / "save_fractions.json").read_text()) == {"0.25": 1, "0.5": 1}
+
+
+def test_kd_keeps_the_sweep_checkpoints(tiny_llama, tiny_teacher, tmp_path):
+    from distill import kd
+
+    argv = _argv(tiny_llama, tiny_teacher, tmp_path / "out", "kd.max_steps=4", "kd.save_steps=100")
+    assert kd.main([*argv, "kd.save_fractions=[0.25,0.5]", "kd.save_total_limit=null"]) == 0
+    run = tmp_path / "out" / "kd" / "tiny"
+    assert json.loads((run / "save_fractions.json").read_text()) == {"0.25": 1, "0.5": 2}
+    assert (run / "checkpoint-1" / "adapter_config.json").is_file() and (run / "checkpoint-2").is_dir()
+
+
 def test_kd_compute_counts_the_student_samples_the_teacher_scoring_and_training():
     from distill.compute import Compute, kd_compute
 
@@ -189,6 +225,8 @@ def test_a_teacher_with_another_vocabulary_is_refused_before_training(tiny_llama
         (["kd.template=auto"], "kd.template"),
         (["kd.method=dpo"], "kd.method"),
         (["kd.prompts.sets=[]"], "kd.prompts.sets"),
+        (["kd.save_fractions=[0.5,1.0]"], "kd.save_fractions"),
+        (["compare.sweep=[0.5,0.5]"], "compare.sweep"),
     ],
 )
 def test_bad_kd_settings_name_their_key(argv, key):

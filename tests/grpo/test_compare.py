@@ -13,7 +13,15 @@ import pytest
 
 from distill.compute import Compute, estimate, grpo_compute, parameter_count
 from distill.prompt_sets import DataError
-from grpo.report import paired_statistics, paired_table, power_statement, statement, table
+from grpo.report import (
+    paired_statistics,
+    paired_table,
+    power_statement,
+    statement,
+    sweep_leaders,
+    sweep_table,
+    table,
+)
 
 # Served model name (a path) -> probability of a right answer. The extremes are certain and the draw is seeded by the
 # request's seed and the matched key (not the tmp path), so the ordering the test asserts does not depend on luck.
@@ -75,6 +83,19 @@ def test_the_statement_says_beats_only_where_the_paired_interval_excludes_zero()
     assert "| (b) | 50.0 ± 5.0 | 50.0 |" in table(rows)
     assert "| (b) − (c) | gsm8k | 80 | +0.0 |" in paired_table(rows, stats)
     assert f"is {100 * mdd:.1f} to {100 * mdd:.1f} points" in power_statement(stats)[0]
+
+
+def test_the_sweep_table_says_who_leads_at_each_share_of_the_runs():
+    rows = {"distill": _row("(b)", list(range(40)), 10.0), "rl": _row("(c)", list(range(30)), 10.0)}
+    for arm, solved in (("distill", range(10)), ("rl", range(12))):
+        rows[f"{arm}@0.5"] = {**_row("x", list(solved), 5.0), "sweep_of": arm, "fraction": 0.5, "step": 3}
+    leaders = sweep_leaders(rows, resamples=2000, seed=0, confidence=0.95)
+    assert [(e["fraction"], e["ranking"]) for e in leaders] == [(0.5, ["rl", "distill"]), (1.0, ["distill", "rl"])]
+    lines = sweep_table(rows, leaders).splitlines()
+    assert lines[2].startswith("| 50% | gsm8k | 12.5 ± 5.0 (5.00e0 FLOPs) | 15.0 ± 5.0 (5.00e0 FLOPs) | (c) by 2.5")
+    assert lines[2].endswith(": not resolved |")  # 2 problems apart
+    assert "| (b) by 12.5 (" in lines[3] and "not resolved" not in lines[3]  # 10 problems, all one way
+    assert [s["a"] for s in paired_statistics(rows, 100, 0)] == ["distill"]  # the sweep points are not arms
 
 
 def test_arms_evaluated_on_different_problems_are_not_paired():
@@ -203,6 +224,7 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
         "compare.teacher_max_steps=2",
         "compare.kd_max_steps=2",
         "compare.match_budget=false",
+        "compare.sweep=[0.5]",
         "generate.prompts.sets=[synthetic]",
         "generate.prompts.synthetic_per_level=6",
         "generate.prompts.synthetic_levels=[1]",
@@ -234,7 +256,7 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     assert compare.main(argv) == 0
     root = out / "compare" / "smollm2"
     ledger = json.loads((root / "stages.json").read_text())
-    assert list(ledger) == ["eval_base", "grpo_teacher", "kd", "eval_kd", "eval_teacher"]
+    assert list(ledger) == ["eval_base", "grpo_teacher", "kd", "eval_kd", "eval_kd@0.5", "eval_teacher"]
     assert "grpo.target=teacher" in ledger["grpo_teacher"]["command"]
     teacher = root / "grpo" / "teacher"
     assert f"kd.teacher={teacher}" in ledger["kd"]["command"]
@@ -242,23 +264,30 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
 
     report = json.loads((root / "report" / "compare.json").read_text())
     arms = report["arms"]
-    assert list(arms) == ["base", "kd", "teacher"]
+    assert list(arms) == ["base", "kd", "teacher", "kd@0.5"]
+    # The sweep: kd halfway (step 1 of 2), evaluated from its checkpoint, its compute that of the first step only.
+    half = arms["kd@0.5"]
+    assert (half["sweep_of"], half["step"]) == ("kd", 1) and half["model"].endswith("kd/kd/checkpoint-1")
     params = parameter_count(tiny_llama)
     kd_metrics = [json.loads(line) for line in (root / "kd" / "kd" / "metrics.jsonl").read_text().splitlines()]
     assert len(kd_metrics) == 2
     assert arms["kd"]["compute"]["flops"] == pytest.approx(kd_compute(kd_metrics, params, params, 2).flops)
+    assert half["compute"]["flops"] == pytest.approx(kd_compute(kd_metrics[:1], params, params, 2).flops)
+    assert [(e["fraction"], e["ranking"]) for e in report["sweep"]] == [(0.5, ["kd"]), (1.0, ["kd"])]
     assert arms["kd"]["compute"]["scored_tokens"] == kd_metrics[-1]["num_tokens"] > 0
     assert arms["teacher"]["compute"]["flops"] > 0 and len(arms["teacher"]["grpo_metrics"]) == 2
     assert {(s["a"], s["b"]) for s in report["paired"]} == {("kd", "base"), ("teacher", "base")}
     text = (root / "report" / "table.md").read_text()
     assert "| (t) the teacher: R1-Zero GRPO on the model, before any arm |" in text
     assert "teacher-scored tokens" in text and "- Making the teacher (R1-Zero GRPO, row (t)) cost" in text
+    assert "## Along each run (the budget sweep)" in text and "| 50% | synthetic |" in text
+    assert "kd@0.5" not in text.split("## What the numbers show")[0]  # Table 6 holds the arms' final models only
 
 
 def test_kd_without_a_teacher_other_than_the_student_is_refused(tmp_path, capsys):
     from grpo import compare
 
-    assert compare.main([f"output_dir={tmp_path}", "compare.arms=[base,kd]"]) == 2
+    assert compare.main([f"output_dir={tmp_path}", "compare.arms=[base,kd]", "compare.teacher_from=given"]) == 2
     assert "compare.teacher_from=rl (R1's order)" in capsys.readouterr().err
 
 
