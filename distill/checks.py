@@ -187,6 +187,11 @@ def check_compare(cfg: Config) -> None:
     _at_least("compare.teacher_max_steps", cfg.compare.teacher_max_steps, 1)
     _at_least("compare.kd_max_steps", cfg.compare.kd_max_steps, 1)
     _one_of("compare.teacher_from", cfg.compare.teacher_from, ("given", "rl"))
+    if cfg.compare.min_detectable is not None and not 0 < cfg.compare.min_detectable <= 100:
+        raise ConfigError(
+            f"key 'compare.min_detectable' expects points of pass@1 in (0, 100], got {cfg.compare.min_detectable}"
+        )
+    _at_least("compare.planning_sd", cfg.compare.planning_sd, 0, strict=True)
     if "kd" in arms and cfg.compare.teacher_from == "given" and same_model(teacher_name(cfg), cfg.model.name):
         raise ConfigError(
             "key 'compare.arms' has kd but the teacher is the student itself (generate.teacher): on-policy "

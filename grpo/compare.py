@@ -19,6 +19,9 @@ engine's memory, shows its own progress and resumes itself after a crash), writi
 spent what distillation spent, the teacher's generation included (grpo.max_flops; grpo.max_steps, or
 compare.grpo_max_steps, caps it).
 
+With compare.min_detectable (points of pass@1), every evaluation is sized by that question (grpo.sizing): one sample
+per problem and as many held-out problems as a paired comparison needs to resolve that gap 80% of the time.
+
 The report (report/): table.md like Table 6 with paired statistics (arm against arm on the same problems: difference,
 interval, p-value, minimum detectable difference), accuracy-vs-compute and GRPO length plots, compare.json.
 """
@@ -99,6 +102,10 @@ class Comparison:
         self.cfg = cfg
         self.root = run_root(cfg)
         self.common = [f"recipe={cfg.recipe}", *overrides, f"output_dir={self.root}"]
+        if cfg.compare.min_detectable is not None:
+            from grpo.sizing import sized_eval
+
+            self.common += sized_eval(cfg)  # after the user's overrides: the question decides the eval's size
         self.ledger_path = self.root / "stages.json"
         self.ledger: dict[str, dict] = {}
         if cfg.compare.resume and self.ledger_path.is_file():

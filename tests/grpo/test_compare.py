@@ -302,3 +302,26 @@ def test_a_failed_stage_names_its_own_error(tmp_path, capsys):
     code, error = compare._run_stage([sys.executable, str(script)])
     assert (code, error) == (2, "key foo is bad")
     assert "progress 50%" in capsys.readouterr().err  # passed through as it came
+
+
+def test_an_eval_sized_by_the_difference_to_resolve():
+    """compare.min_detectable: one sample per problem and as many held-out problems as a paired comparison needs to
+    resolve that many points 80% of the time -- (2.80 x planning_sd / difference)^2 -- drawn from levels that have
+    them, and refused where they run out."""
+    from distill.config import ConfigError, load_config
+    from distill.eval_sets import held_out_synthetic
+    from grpo.compare import Comparison
+    from grpo.sizing import sized_eval
+
+    argv = ["eval.prompts.sets=[synthetic]", "eval.prompts.synthetic_levels=[3]", "compare.min_detectable=10"]
+    cfg = load_config(argv)
+    overrides = sized_eval(cfg)
+    assert overrides[:2] == ["eval.sampling.n=1", "eval.prompts.limit=197"]
+    per_level = int(overrides[2].split("=")[1])
+    assert len(held_out_synthetic(load_config([*argv, overrides[2]]))) >= 197
+    assert len(held_out_synthetic(load_config([*argv, f"eval.prompts.synthetic_per_level={per_level // 2}"]))) < 197
+    assert Comparison(cfg, []).common[-3:] == overrides  # every stage's command carries them, after the user's
+
+    # Level 1 has 81 distinct problems, most of them drawn for training: 5 points (785 problems) cannot be had there.
+    with pytest.raises(ConfigError, match=r"compare.min_detectable.*needs 785 held-out problems"):
+        sized_eval(load_config([*argv[:1], "eval.prompts.synthetic_levels=[1]", "compare.min_detectable=5"]))
