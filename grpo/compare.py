@@ -59,10 +59,11 @@ class StageError(UserError, RuntimeError):
     """A stage's process failed; the message names the command to rerun it alone."""
 
 
-def _run_stage(command: list[str]) -> tuple[int, str | None]:
-    """Run a stage, passing its stderr through (progress bars, its summary); its exit status and its last
-    `error:` line, which the comparison's own error repeats."""
-    proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.PIPE)
+def _run_stage(command: list[str], stdout=None) -> tuple[int, str | None]:
+    """Run a stage, passing its stderr through (progress bars, its summary) and its stdout to `stdout` (a file; None:
+    this process's); its exit status and its last `error:` line, which the comparison's own error repeats."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.PIPE)
     tail = b""
     while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
         sys.stderr.buffer.write(chunk)
@@ -192,9 +193,14 @@ class Comparison:
         if name in self.ledger:
             return self.ledger[name]
         command = [sys.executable, "-m", module, *self.common, *argv]
-        print(f"grpo.compare: [{name}] {' '.join(command[1:])}", file=sys.stderr, flush=True)
+        # A stage's stdout (TRL's per-step log lines, its own table) goes to a file: the comparison's stdout is the
+        # report's table alone.
+        out = self.root / "logs" / f"{name}.stdout"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"grpo.compare: [{name}] {' '.join(command[1:])}  (stdout: {out})", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        code, last_error = _run_stage(command)
+        with out.open("w") as stdout:
+            code, last_error = _run_stage(command, stdout)
         if code != 0:
             why = f": {last_error}" if last_error else ""
             raise StageError(

@@ -236,6 +236,8 @@ def sweep_table(rows: dict[str, dict], leaders: list[dict]) -> str:
             d = entry["paired"]
             low, high = d["ci"]
             resolved = low > 0 or high < 0
+            if d["difference"] == 0:  # no one ahead: say who is level
+                lead = f"{lead} = {short[entry['ranking'][1]]}"
             lead = f"{lead} by {_points(d['difference'])} ({_points(low)} to {_points(high)})"
             lead += "" if resolved else ": not resolved"
         lines.append(f"| {entry['fraction']:.0%} | {bench} | " + " | ".join(cells) + f" | {lead} |")

@@ -96,6 +96,9 @@ def test_the_sweep_table_says_who_leads_at_each_share_of_the_runs():
     assert lines[2].endswith(": not resolved |")  # 2 problems apart
     assert "| (b) by 12.5 (" in lines[3] and "not resolved" not in lines[3]  # 10 problems, all one way
     assert [s["a"] for s in paired_statistics(rows, 100, 0)] == ["distill"]  # the sweep points are not arms
+    rows["rl@0.5"] = {**rows["distill@0.5"], "sweep_of": "rl"}  # level with (b) at half their runs
+    tie = sweep_table(rows, sweep_leaders(rows, resamples=200, seed=0, confidence=0.95)).splitlines()[2]
+    assert tie.endswith("| (b) = (c) by 0.0 (0.0 to 0.0): not resolved |")
 
 
 def test_arms_evaluated_on_different_problems_are_not_paired():
@@ -281,6 +284,7 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     assert "| (t) the teacher: R1-Zero GRPO on the model, before any arm |" in text
     assert "teacher-scored tokens" in text and "- Making the teacher (R1-Zero GRPO, row (t)) cost" in text
     assert "## Along each run (the budget sweep)" in text and "| 50% | synthetic |" in text
+    assert "'loss'" in (root / "logs" / "kd.stdout").read_text()  # TRL's step lines, kept out of the comparison's
     assert "kd@0.5" not in text.split("## What the numbers show")[0]  # Table 6 holds the arms' final models only
 
 
