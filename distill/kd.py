@@ -73,7 +73,7 @@ def kd_args(cfg: Config, out: Path, vllm: bool):
     """trl.DistillationConfig from the kd section; kd.trainer passes any other field through. Raises ConfigError."""
     from trl import DistillationConfig
 
-    from distill.training.trainee import shared_args, trainer_config
+    from distill.training.trainee import model_dtype, shared_args, trainer_config
 
     kd = cfg.kd
     kwargs = dict(
@@ -89,15 +89,11 @@ def kd_args(cfg: Config, out: Path, vllm: bool):
         use_vllm=vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=kd.vllm_gpu_memory_utilization,
-        teacher_model_init_kwargs={"dtype": str(_dtype(cfg)).removeprefix("torch.")},
+        # The teacher in the student's precision (model.dtype, distill.precision), not TRL's default float32.
+        teacher_model_init_kwargs={"dtype": str(model_dtype(cfg)).removeprefix("torch.")},
+        trust_remote_code=cfg.model.trust_remote_code,
     )
     return trainer_config(DistillationConfig, kwargs, kd.trainer, "kd")
-
-
-def _dtype(cfg: Config):
-    from distill.training.trainee import model_dtype
-
-    return model_dtype(cfg)
 
 
 def load_teacher(cfg: Config) -> str:

@@ -160,6 +160,7 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         "compare.match_budget=true",
         "compare.arms=[base,distill,rl,distill_rl]",
         "compare.teacher_from=given",
+        "compare.sweep=[]",
     ]
     capsys.readouterr()
     assert compare.main(argv) == 0
