@@ -1,9 +1,10 @@
 """Compute in one unit for every stage, so distillation and RL can be set side by side (and budgets matched).
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020): 2·N per token of a forward pass -- every
-generated token, every token a teacher scores -- and 6·N per token of a forward and backward pass -- every trained token -- with N the parameters
-of the model doing the work (the teacher for its generation, the student for training and its own rollouts). LoRA
-leaves the estimate as is: the backward pass still runs through the whole frozen model.
+generated token, every token a teacher scores -- and 6·N per token of a forward and backward pass -- every trained
+token -- with N the parameters of the model doing the work (the teacher for its generation and scoring, the student
+for training and its own rollouts). LoRA leaves the estimate as is: the backward pass still runs through the whole
+frozen model.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def parameter_count(model_dir: str | Path) -> int:
     """Parameters of a model folder, read from its safetensors headers (no weights loaded)."""
     from safetensors import safe_open
 
+    from distill.models import ModelError
+
     files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no *.safetensors files to count parameters from")
+    if not files:  # a FLOP budget or sweep asked for the count: one line, as for any other model that cannot serve
+        raise ModelError(f"{model_dir}: no *.safetensors files to count parameters from (grpo/kd.max_flops, the sweep)")
     total = 0
     for path in files:
         with safe_open(str(path), framework="pt") as f:
@@ -88,8 +91,8 @@ def kd_compute(
     backward pass over them (6·N_student)."""
     generated = grpo_generated_tokens(metrics, completions_per_step)
     trained = int(_last_value(metrics, "num_tokens"))
-    student = estimate(generated, student_params, trained, student_params, wall_s)
-    return Compute(generated, trained, student.flops + 2.0 * teacher_params * trained, wall_s, scored_tokens=trained)
+    flops = 2.0 * student_params * generated + (2.0 * teacher_params + 6.0 * student_params) * trained
+    return Compute(generated, trained, flops, wall_s, scored_tokens=trained)
 
 
 class FlopBudget(TrainerCallback):

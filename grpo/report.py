@@ -108,6 +108,12 @@ def paired_statistics(rows: dict[str, dict], resamples: int, seed: int, confiden
     return out
 
 
+def resolved(stats: dict) -> bool:
+    """A paired difference is resolved when its interval excludes 0."""
+    low, high = stats["ci"]
+    return low > 0 or high < 0
+
+
 def _points(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -137,7 +143,7 @@ def _sentence(rows: dict[str, dict], s: dict) -> str:
     a, b = rows[s["a"]]["label"], rows[s["b"]]["label"]
     low, high = s["ci"]
     level = f"{100 * s['confidence']:.0f}% CI {_points(low)} to {_points(high)}, p = {s['p_value']:.3g}"
-    if low > 0 or high < 0:
+    if resolved(s):
         verb = "beats" if s["difference"] > 0 else "trails"
         return f"- {s['benchmark']}: {a} {verb} {b} by {_points(abs(s['difference']))} points pass@1 ({level})."
     if s["min_detectable"] is None:
@@ -182,7 +188,7 @@ def power_statement(stats: list[dict]) -> list[str]:
         out.append(
             f"- {bench}: {n} problems paired across arms; the smallest gap it resolves at {100 * power:.0f}% power is "
             f"{_points(min(sized))} to {_points(max(sized))} points pass@1 (by pair). Smaller true gaps go "
-            "unresolved here: a larger eval (eval.prompts.limit, eval.sampling.n) narrows them."
+            "unresolved here: a larger eval narrows them (compare.min_detectable sizes it for a given gap)."
         )
     return out
 
@@ -235,11 +241,10 @@ def sweep_table(rows: dict[str, dict], leaders: list[dict]) -> str:
         if "paired" in entry:
             d = entry["paired"]
             low, high = d["ci"]
-            resolved = low > 0 or high < 0
             if d["difference"] == 0:  # no one ahead: say who is level
                 lead = f"{lead} = {short[entry['ranking'][1]]}"
             lead = f"{lead} by {_points(d['difference'])} ({_points(low)} to {_points(high)})"
-            lead += "" if resolved else ": not resolved"
+            lead += "" if resolved(d) else ": not resolved"
         lines.append(f"| {entry['fraction']:.0%} | {bench} | " + " | ".join(cells) + f" | {lead} |")
     return "\n".join(lines)
 

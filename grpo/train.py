@@ -21,6 +21,7 @@ nodes, start `trl vllm-serve --model <model> --tensor-parallel-size N` on the ge
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -92,10 +93,11 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, detector)
         from distill.compute import FlopBudget, SaveAtFractions, grpo_compute, parameter_count
 
-        params = parameter_count(policy_path(cfg))
+        # Counted on first use: only a budget or a sweep asks, and a policy without safetensors trains too.
+        params = functools.cache(lambda: parameter_count(policy_path(cfg)))
 
         def spent() -> float:
-            return grpo_compute(monitor.history, params, per_step).flops
+            return grpo_compute(monitor.history, params(), per_step).flops
 
         callbacks = [monitor, SaveAtFractions(g.save_fractions, spent, g.max_flops)]
         if g.max_flops is not None:

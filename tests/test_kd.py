@@ -199,6 +199,14 @@ def test_kd_compute_counts_the_student_samples_the_teacher_scoring_and_training(
     assert (c + Compute(1, 2, 3.0, 4.0)).scored_tokens == 700
 
 
+def test_a_model_without_safetensors_cannot_be_counted_in_one_line(tmp_path):
+    from distill.compute import parameter_count
+    from distill.models import ModelError
+
+    with pytest.raises(ModelError, match="no \\*.safetensors files to count parameters from"):
+        parameter_count(tmp_path)
+
+
 def test_a_teacher_with_another_vocabulary_is_refused_before_training(tiny_llama, tmp_path, real_tokenizer, capsys):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
