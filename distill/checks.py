@@ -172,6 +172,8 @@ def check_eval(cfg: Config) -> None:
     _at_least("eval.bootstrap", ev.bootstrap, 0)
     _prompts("eval.prompts", ev.prompts)
     _verify("eval.verify", ev.verify)
+    if ev.models and ev.run_name:
+        raise ConfigError("keys 'eval.models' and 'eval.run_name' exclude each other: name each model as NAME=MODEL")
 
 
 def same_model(a: str, b: str) -> bool:
@@ -192,6 +194,7 @@ def check_compare(cfg: Config) -> None:
             f"key 'compare.min_detectable' expects points of pass@1 in (0, 100], got {cfg.compare.min_detectable}"
         )
     _at_least("compare.planning_sd", cfg.compare.planning_sd, 0, strict=True)
+    _at_least("compare.context_problems", cfg.compare.context_problems, 1)
     if "kd" in arms and cfg.compare.teacher_from == "given" and same_model(teacher_name(cfg), cfg.model.name):
         raise ConfigError(
             "key 'compare.arms' has kd but the teacher is the student itself (generate.teacher): on-policy "

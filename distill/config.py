@@ -415,6 +415,10 @@ class EvalSection:
     verify: VerifySection = field(default_factory=VerifySection)
     # Output folder <output_dir>/eval/<run_name>; default: the model's folder name.
     run_name: str | None = None
+    # Several models in one run instead of model.name (short key models=A,B; an entry NAME=MODEL names its folder
+    # <output_dir>/eval/NAME). Models with the same architecture and tokenizer share one vLLM engine, which reloads
+    # the next one's weights in place (about 1 s) instead of starting again (about 30 s on CPU).
+    models: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -457,6 +461,11 @@ class CompareSection:
     # of two arms' per-problem differences assumed when sizing (the report states the measured one).
     min_detectable: float | None = None
     planning_sd: float = 0.5
+    # The rows that give the question its context -- the student as is, the teacher, the budget sweep's checkpoints --
+    # evaluated on the first context_problems of those problems only (the trained arms' final models, which the
+    # question compares, get all of them), so a sized evaluation costs less; their pairs then rest on those problems.
+    # None: every row on every problem.
+    context_problems: int | None = None
 
 
 @dataclass

@@ -7,7 +7,11 @@ cut at max_tokens never counts as correct). Reports per benchmark pass@1 with a 
 
 `model=` takes a built-in name, a hub id, a model folder or a LoRA adapter folder (merged onto its base once, so vLLM
 loads a plain folder). Short keys: model= (model.name), benchmarks= (eval.prompts.sets), samples= (eval.sampling.n),
-limit= (eval.prompts.limit).
+limit= (eval.prompts.limit), models= (eval.models).
+
+`models=A,B,NAME=C` evaluates several models in one run, each into its own folder: those with one architecture and
+tokenizer (a base model, its fine-tunes, the checkpoints of a run) share one vLLM engine, which reloads each model's
+weights in place instead of starting again -- on CPU the start costs more than sampling a small benchmark.
 
 Writes <output_dir>/eval/<run_name>/: results.json (metrics and a manifest -- dataset hashes, prompt template,
 sampling, model hash, versions, seed -- so two runs can be compared), results.md (a table) and samples.jsonl (every
@@ -21,28 +25,30 @@ import datetime
 import json
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config
+from distill.config import Config, ConfigError
 from distill.engines import make_sampler as make_engine_sampler
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler, SamplingConfig
 from distill.eval_sets import Benchmark, load_benchmark
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
-from distill.models import model_fingerprint, resolve_for_inference
+from distill.models import engine_signature, model_fingerprint, resolve_for_inference
 from distill.rollout import sample_verify_journal
 from distill.verifiers.math import answer_key
 from distill.verifiers.pool import VerifierPool
 
 SUMMARY = (
     "Evaluate a model with R1's protocol (k samples per problem, temperature 0.6, top-p 0.95): pass@1 with its "
-    "standard error, cons@k and pass@k per benchmark. Short keys: model=, benchmarks=, samples=, limit=."
+    "standard error, cons@k and pass@k per benchmark. Short keys: model=, models= (several, one engine), benchmarks=, "
+    "samples=, limit="
 )
-ALIASES = {"model": "model.name", "benchmarks": "eval.prompts.sets", "samples": "eval.sampling.n",
-           "limit": "eval.prompts.limit"}  # fmt: skip
+ALIASES = {"model": "model.name", "models": "eval.models", "benchmarks": "eval.prompts.sets",
+           "samples": "eval.sampling.n", "limit": "eval.prompts.limit"}  # fmt: skip
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Plan:
     model_info: dict  # model_fingerprint
     benchmarks: list[Benchmark]
     out_dir: Path
+    signature: str | None = None  # models with one signature share a vLLM engine (distill.models.engine_signature)
 
 
 def expand_aliases(argv: list[str]) -> list[str]:
@@ -90,6 +97,7 @@ def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
     """Check the settings, load the benchmarks, resolve the model (merging an adapter) and open the journals; raises
     ConfigError, DataError or ModelError (one line each) before any inference engine starts."""
     benchmarks = [load_benchmark(cfg, name) for name in cfg.eval.prompts.sets]
+    signature = None  # a server serves one model: a sampler each
     if cfg.eval.engine.kind == "openai":
         served = cfg.eval.engine.served_model or model
         path, info = served, {"served_model": served, "urls": cfg.eval.engine.urls}
@@ -97,11 +105,12 @@ def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
         revision = cfg.model.revision if model == cfg.model.name else None  # the recipe's revision is its model's
         path = resolve_for_inference(model, revision, cfg.model.trust_remote_code)
         info = model_fingerprint(path, revision)
+        signature = engine_signature(path)
     identity = {k: v for k, v in info.items() if k != "path"}  # the same weights elsewhere resume the same run
     for bench in benchmarks:
         fingerprint = {"model": identity, "sampling": asdict(sampling_for(cfg, bench.samples)), "data": bench.dataset}
         open_work_dir(_work_dir(out_dir, bench.name), fingerprint, other_name="eval.run_name")
-    return Plan(cfg, model, path, info, benchmarks, out_dir)
+    return Plan(cfg, model, path, info, benchmarks, out_dir, signature)
 
 
 def make_sampler(cfg: Config, model_path: str) -> Sampler:
@@ -117,17 +126,27 @@ def _vote_key(prompt: dict, sample: dict) -> str | None:
 
 class Engines:
     """The sampler and the verifier pool, started on first need (a rerun whose benchmarks are all journaled starts
-    neither) and closed together."""
+    neither), shared by the models of one run and closed together. The next model of the same architecture and
+    tokenizer (distill.models.engine_signature) is loaded into the running vLLM engine; any other starts a new one."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
         self.sampler: Sampler | None = None
+        self.signature: str | None = None
         self.pool: VerifierPool | None = None
 
-    def started(self) -> tuple[Sampler, VerifierPool]:
+    def started(self, plan: Plan) -> tuple[Sampler, VerifierPool]:
+        if self.sampler is not None and self.sampler.model != plan.model_path:
+            if self.signature is not None and self.signature == plan.signature:
+                self.sampler.load_weights(plan.model_path)
+            else:
+                self.sampler.close()
+                self.sampler = None
         if self.sampler is None:
-            ev = self.plan.cfg.eval
-            self.sampler = make_sampler(self.plan.cfg, self.plan.model_path)
+            self.sampler = make_sampler(self.cfg, plan.model_path)
+            self.signature = plan.signature
+        if self.pool is None:
+            ev = self.cfg.eval
             self.pool = VerifierPool(workers=ev.verify.workers, timeout=ev.verify.timeout)
             self.pool.warm_up()
         return self.sampler, self.pool
@@ -145,16 +164,19 @@ def _records(plan: Plan, bench: Benchmark, engines: Engines) -> dict[str, dict]:
     done = read_journal(journal)
     if all(p["id"] in done for p in bench.prompts):
         return done
-    sampler, pool = engines.started()
+    sampler, pool = engines.started(plan)
     params = sampling_for(plan.cfg, bench.samples)
     chunk = plan.cfg.generate.chunk_size  # prompts in flight: the recipe sizes it for its hardware
     return sample_verify_journal(bench.prompts, sampler, pool, journal, params, chunk, f"eval {bench.name}")
 
 
-def run(plan: Plan, command: str | None = None) -> dict:
-    """Sample, verify and score every benchmark; write results.json, results.md and samples.jsonl; the results."""
-    cfg, engines = plan.cfg, Engines(plan)
+def run(plan: Plan, command: str | None = None, engines: Engines | None = None) -> dict:
+    """Sample, verify and score every benchmark; write results.json, results.md and samples.jsonl; the results.
+    `engines`: those of a run over several models (left open); None: this model's own, closed at the end."""
+    cfg, own = plan.cfg, engines is None
+    engines = Engines(cfg) if own else engines
     scores, samples = {}, []
+    start = time.perf_counter()
     try:
         for bench in plan.benchmarks:
             records = _records(plan, bench, engines)
@@ -170,8 +192,10 @@ def run(plan: Plan, command: str | None = None) -> dict:
             vote = all(p["task"] == "math" for p in bench.prompts)
             scores[bench.name] = summarize(problems, vote, cfg.eval.bootstrap, cfg.seed)
     finally:
-        engines.close()
+        if own:
+            engines.close()
     results = {"model": plan.model, "benchmarks": scores, "manifest": manifest(plan, command)}
+    results["manifest"]["wall_s"] = round(time.perf_counter() - start, 1)
     write_outputs(plan.out_dir, results, samples)
     return results
 
@@ -254,13 +278,49 @@ def write_outputs(out_dir: Path, results: dict, samples: list[dict]) -> None:
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def model_entries(cfg: Config) -> list[tuple[str, str]]:
+    """(run name, model) of each model to evaluate: eval.models' entries (NAME=MODEL, or MODEL named by its folder),
+    or model.name under eval.run_name."""
+    if not cfg.eval.models:
+        return [(cfg.eval.run_name or default_run_name(cfg.model.name), cfg.model.name)]
+    entries = []
+    for entry in cfg.eval.models:
+        name, sep, model = entry.partition("=")
+        if not sep or "/" in name:  # a folder whose path holds '=' is a model, not a name
+            name, model = default_run_name(entry), entry
+        if not name or not model:
+            raise ConfigError(f"key 'eval.models': entry '{entry}' expects NAME=MODEL or MODEL")
+        entries.append((name, model))
+    names = [name for name, _ in entries]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ConfigError(f"key 'eval.models' names {', '.join(twice)} twice: give each its own NAME=MODEL")
+    return entries
+
+
+def engine_order(plans: list[Plan]) -> list[Plan]:
+    """The plans with those that can share an engine next to each other (first appearance order): one engine start
+    per architecture."""
+    groups: dict[object, list[Plan]] = {}
+    for plan in plans:
+        groups.setdefault(plan.signature or id(plan), []).append(plan)
+    return [plan for group in groups.values() for plan in group]
+
+
 def _eval(cfg: Config, argv: list[str]) -> int:
-    out_dir = Path(cfg.output_dir) / "eval" / (cfg.eval.run_name or default_run_name(cfg.model.name))
-    plan = prepare(cfg, cfg.model.name, out_dir)
-    write_effective_config(cfg, out_dir)
-    results = run(plan, command="python -m distill.eval " + " ".join(argv))
-    print(markdown_table(results).split("\n\n")[2])  # the table
-    print(f"distill.eval: results in {out_dir}", file=sys.stderr)
+    command = "python -m distill.eval " + " ".join(argv)
+    # Every model is checked, resolved (adapters merged) and its journals opened before any engine starts.
+    plans = [prepare(cfg, model, Path(cfg.output_dir) / "eval" / name) for name, model in model_entries(cfg)]
+    engines = Engines(cfg)
+    try:
+        for plan in engine_order(plans):
+            write_effective_config(cfg, plan.out_dir)
+            results = run(plan, command, engines)
+            if len(plans) > 1:
+                print(f"\n{plan.out_dir.name}: {plan.model}\n")
+            print(markdown_table(results).split("\n\n")[2])  # the table
+            print(f"distill.eval: results in {plan.out_dir}", file=sys.stderr)
+    finally:
+        engines.close()
     return 0
 
 

@@ -74,24 +74,27 @@ def dataset_identity(cfg: Config, name: str) -> dict:
 
 def held_out_synthetic(cfg: Config) -> list[dict]:
     """Synthetic problems from eval.synthetic_seed, without any problem text the recipe trains on (generate and grpo
-    draw theirs from `seed`, and distill.kd): small levels repeat problems across seeds."""
+    draw theirs from `seed`, and distill.kd) and each text once: small levels repeat problems across seeds and within
+    one draw, and a repeated problem would count twice in the paired statistics, which assume independent ones."""
     ev, src = cfg.eval, cfg.eval.prompts
     if ev.synthetic_seed == cfg.seed:
         raise ConfigError(
             f"key 'eval.synthetic_seed' must differ from seed ({cfg.seed}): those are the training problems"
         )
+    # What the training stages draw, at the largest of their sizes (not the eval's own: a large held-out draw would
+    # then remove every problem of a small level, though training never sees most of them).
     per_level = (
         cfg.generate.prompts.synthetic_per_level,
         cfg.grpo.prompts.synthetic_per_level,
         cfg.kd.prompts.synthetic_per_level,
-        src.synthetic_per_level,
     )
-    trained = {r["problem"] for r in synthetic_rows(max(per_level), src.synthetic_levels, seed=cfg.seed)}
-    return [
-        r
-        for r in synthetic_rows(src.synthetic_per_level, src.synthetic_levels, seed=ev.synthetic_seed)
-        if r["problem"] not in trained
-    ]
+    seen = {r["problem"] for r in synthetic_rows(max(per_level), src.synthetic_levels, seed=cfg.seed)}
+    rows = []
+    for row in synthetic_rows(src.synthetic_per_level, src.synthetic_levels, seed=ev.synthetic_seed):
+        if row["problem"] not in seen:
+            seen.add(row["problem"])
+            rows.append(row)
+    return rows
 
 
 def load_benchmark(cfg: Config, name: str) -> Benchmark:

@@ -316,6 +316,34 @@ def model_fingerprint(model: str, revision: str | None = None) -> dict:
     return info
 
 
+# Keys of config.json and the tokenizer files that describe a saved copy or how it was loaded, not the network:
+# two fine-tunes of one model, or one tokenizer saved twice, differ there.
+_COPY_KEYS = ("_name_or_path", "name_or_path", "transformers_version", "torch_dtype", "dtype", "local_files_only")
+# What an inference engine reads besides the weights: the tokenizer, the chat template, the generation defaults (EOS).
+_ENGINE_FILES = ("config.json", *(name for name in ADAPTER_FILES if not name.startswith("adapter")))
+
+
+def _canonical(path: Path) -> bytes:
+    if path.suffix != ".json":
+        return path.read_bytes()
+    settings = json.loads(path.read_text())
+    return json.dumps({k: v for k, v in settings.items() if k not in _COPY_KEYS}, sort_keys=True).encode()
+
+
+def engine_signature(path: str) -> str | None:
+    """What a vLLM engine started on the model folder `path` fixes apart from its weights: the architecture
+    (config.json) and the tokenizer and generation files, less their copy keys. Two folders with one signature can
+    share an engine that reloads weights in place; None for a name that is not a local folder."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        return None
+    digest = hashlib.sha256()
+    for name in _ENGINE_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + _canonical(folder / name) + b"\0")
+    return digest.hexdigest()
+
+
 def greedy_answer(path: str, question: str, max_new_tokens: int = 32) -> str:
     """Greedy chat completion with transformers; a smoke check that a converted model works."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -211,14 +211,38 @@ class Comparison:
         self.ledger_path.write_text(json.dumps(self.ledger, indent=2) + "\n")
         return self.ledger[name]
 
-    def run_arm(self, arm: str) -> None:
+    def train_arm(self, arm: str) -> None:
         for stage in self.stages_of(arm):
             self.run(stage, *self.stage_argv(stage))
-        self.run(f"eval_{arm}", "distill.eval", [f"model.name={self.model_of(arm)}", f"eval.run_name={arm}"])
-        for fraction, step in self.sweep_points(arm):
-            checkpoint = self.train_dir(arm) / f"checkpoint-{step}"
-            name = sweep_name(arm, fraction)
-            self.run(f"eval_{name}", "distill.eval", [f"model.name={checkpoint}", f"eval.run_name={name}"])
+
+    def evaluations(self, arms: list[str]) -> list[tuple[str, str]]:
+        """(run name, model) of every evaluation: each arm's final model, then the budget sweep's checkpoints."""
+        finals = [(arm, self.model_of(arm)) for arm in arms]
+        return finals + [
+            (sweep_name(arm, fraction), str(self.train_dir(arm) / f"checkpoint-{step}"))
+            for arm in arms
+            for fraction, step in self.sweep_points(arm)
+        ]
+
+    def evaluate(self, arms: list[str]) -> None:
+        """The evaluations in one distill.eval stage (eval.models) -- two with compare.context_problems, whose rows
+        see fewer problems: the student's fine-tunes and checkpoints share one vLLM engine, which reloads weights in
+        place instead of starting again for each (~30 s a start on CPU). Only the models without results run: a
+        resumed comparison, or one given a new arm."""
+        c = self.cfg.compare
+        context = [(n, m) for n, m in self.evaluations(arms) if c.context_problems and is_context(n)]
+        stages = {"eval": [e for e in self.evaluations(arms) if e not in context], "eval_context": context}
+        for stage, evaluations in stages.items():
+            todo = [
+                (n, m) for n, m in evaluations if not (c.resume and (self.root / "eval" / n / "results.json").is_file())
+            ]
+            if not todo:
+                continue
+            self.ledger.pop(stage, None)
+            argv = [f"eval.models=[{','.join(f'{name}={model}' for name, model in todo)}]"]
+            self.run(
+                stage, "distill.eval", argv + ([f"eval.prompts.limit={c.context_problems}"] if stage != "eval" else [])
+            )
 
     # --- the budget sweep -------------------------------------------------------------------------------------
     def sweep_args(self, section: str) -> list[str]:
@@ -319,6 +343,12 @@ class Comparison:
         return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
 
 
+def is_context(name: str) -> bool:
+    """A row that gives the comparison its context rather than one of its answers: the student as is, the teacher,
+    a budget sweep's checkpoint (compare.context_problems)."""
+    return name in ("base", "teacher") or "@" in name
+
+
 def sweep_name(arm: str, fraction: float) -> str:
     """A sweep point's evaluation and row name: the arm at a fraction of its run (rl@0.5)."""
     return f"{arm}@{fraction:g}"
@@ -339,7 +369,8 @@ def compare(cfg: Config, overrides: list[str]) -> Path:
     if cfg.compare.teacher_from == "rl" and any(a in TAUGHT for a in arms):
         arms.append("teacher")  # made first by the taught arms' stages; evaluated like an arm, reported apart
     for arm in arms:
-        run.run_arm(arm)
+        run.train_arm(arm)
+    run.evaluate(arms)
     rows = {
         arm: {
             "label": LABELS[arm],

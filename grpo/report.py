@@ -83,15 +83,16 @@ PAIRS = (
 
 
 def paired_scores(a: dict, b: dict, bench: str) -> tuple[list[float], list[float]]:
-    """The two arms' pass@1 per problem, in one order; every arm was evaluated on the same problems."""
+    """The two arms' pass@1 per problem, in one order, on the problems both were evaluated on: all of them, or those
+    of the arm evaluated on a subset (compare.context_problems). Arms whose problems are not nested are refused."""
     sa, sb = a["problem_scores"][bench], b["problem_scores"][bench]
-    if set(sa) != set(sb):
+    if not (set(sa) <= set(sb) or set(sb) <= set(sa)):
         missing = sorted(set(sa) ^ set(sb))[:3]
         raise DataError(
             f"{bench}: arms {a['label']!r} and {b['label']!r} were not evaluated on the same problems "
             f"(e.g. {missing}); rerun their evaluations with the same eval.* settings"
         )
-    ids = sorted(sa)
+    ids = sorted(set(sa) & set(sb))
     return [sa[i] for i in ids], [sb[i] for i in ids]
 
 

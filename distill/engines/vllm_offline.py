@@ -130,6 +130,15 @@ class VLLMSampler:
             if active:  # the caller stopped early (an error): don't leave requests running in the engine
                 engine.abort_request(list(active))
 
+    def load_weights(self, model: str) -> None:
+        """Samples from now on from the model folder `model`, which must have this engine's architecture and
+        tokenizer (distill.models.engine_signature): vLLM reloads the weights in place (under 1 s for the 135M
+        model, against ~25 s for a new engine), and the prefix cache, which holds the old model's keys and values,
+        is dropped."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": model})
+        self.llm.reset_prefix_cache()
+        self.model = model
+
     def close(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)
         shutdown = getattr(engine, "shutdown", None)

@@ -101,10 +101,16 @@ def test_the_sweep_table_says_who_leads_at_each_share_of_the_runs():
     assert tie.endswith("| (b) = (c) by 0.0 (0.0 to 0.0): not resolved |")
 
 
-def test_arms_evaluated_on_different_problems_are_not_paired():
-    rows = {"distill": _row("(b)", [1, 2], 10.0), "rl": _row("(c)", [1], 10.0, problems=60)}
-    with pytest.raises(DataError, match=r"gsm8k: arms '\(b\)' and '\(c\)' were not evaluated on the same problems"):
-        paired_statistics(rows, resamples=100, seed=0)
+def test_arms_are_paired_on_the_problems_both_saw_and_never_on_different_ones():
+    # a context row (compare.context_problems) saw the first 60 of the 80 problems: the pair rests on those 60
+    rows = {"distill": _row("(b)", [1, 2, 70], 10.0), "base": _row("(a)", [1], 10.0, problems=60)}
+    (stats,) = paired_statistics(rows, resamples=100, seed=0)
+    assert (stats["a"], stats["b"], stats["problems"]) == ("distill", "base", 60)
+    assert stats["difference"] == pytest.approx(1 / 60)  # problem 70 is not in the pair
+    shifted = _row("(a)", [1], 10.0, problems=60)
+    shifted["problem_scores"]["gsm8k"] = {f"p{i + 30:03d}": 0.0 for i in range(60)}
+    with pytest.raises(DataError, match=r"gsm8k: arms '\(b\)' and '\(a\)' were not evaluated on the same problems"):
+        paired_statistics({"distill": rows["distill"], "base": shifted}, resamples=100, seed=0)
 
 
 def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
@@ -204,7 +210,7 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
 
     # Started again, every finished stage is taken from the ledger: nothing is rerun, the report is rewritten.
     ledger = json.loads((root / "stages.json").read_text())
-    assert set(ledger) == {"generate", "sft", "grpo_rl", "grpo_distill_rl", *(f"eval_{a}" for a in report)}
+    assert set(ledger) == {"generate", "sft", "grpo_rl", "grpo_distill_rl", "eval"}  # one evaluation stage for all
     (root / "report" / "table.md").unlink()
     assert compare.main(argv) == 0
     assert json.loads((root / "stages.json").read_text()) == ledger
@@ -229,6 +235,7 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
         "compare.kd_max_steps=2",
         "compare.match_budget=false",
         "compare.sweep=[0.5]",
+        "compare.context_problems=4",
         "generate.prompts.sets=[synthetic]",
         "generate.prompts.synthetic_per_level=6",
         "generate.prompts.synthetic_levels=[1]",
@@ -260,7 +267,11 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     assert compare.main(argv) == 0
     root = out / "compare" / "smollm2"
     ledger = json.loads((root / "stages.json").read_text())
-    assert list(ledger) == ["eval_base", "grpo_teacher", "kd", "eval_kd", "eval_kd@0.5", "eval_teacher"]
+    # One evaluation stage for the arm the question is about, one for its context on the first 4 problems.
+    assert list(ledger) == ["grpo_teacher", "kd", "eval", "eval_context"]
+    assert f"eval.models=[kd={root}/kd/kd]" in ledger["eval"]["command"]
+    context = ledger["eval_context"]["command"]
+    assert "eval.models=[base=" in context and f"kd@0.5={root}/kd/kd/checkpoint-1" in context
     assert "grpo.target=teacher" in ledger["grpo_teacher"]["command"]
     teacher = root / "grpo" / "teacher"
     assert f"kd.teacher={teacher}" in ledger["kd"]["command"]
@@ -280,7 +291,9 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     assert [(e["fraction"], e["ranking"]) for e in report["sweep"]] == [(0.5, ["kd"]), (1.0, ["kd"])]
     assert arms["kd"]["compute"]["scored_tokens"] == kd_metrics[-1]["num_tokens"] > 0
     assert arms["teacher"]["compute"]["flops"] > 0 and len(arms["teacher"]["grpo_metrics"]) == 2
-    assert {(s["a"], s["b"]) for s in report["paired"]} == {("kd", "base"), ("teacher", "base")}
+    assert {(s["a"], s["b"], s["problems"]) for s in report["paired"]} == {("kd", "base", 4), ("teacher", "base", 4)}
+    seen = {arm: len(row["problem_scores"]["synthetic"]) for arm, row in arms.items()}
+    assert seen == {"base": 4, "kd": seen["kd"], "teacher": 4, "kd@0.5": 4} and seen["kd"] > 4
     text = (root / "report" / "table.md").read_text()
     assert "| (t) the teacher: R1-Zero GRPO on the model, before any arm |" in text
     assert "teacher-scored tokens" in text and "- Making the teacher (R1-Zero GRPO, row (t)) cost" in text
@@ -318,7 +331,8 @@ def test_an_eval_sized_by_the_difference_to_resolve():
     from grpo.compare import Comparison
     from grpo.sizing import sized_eval
 
-    argv = ["eval.prompts.sets=[synthetic]", "eval.prompts.synthetic_levels=[3]", "compare.min_detectable=10"]
+    argv = ["eval.prompts.sets=[synthetic]", "eval.prompts.synthetic_levels=[3]", "compare.min_detectable=10",
+            "compare.planning_sd=0.5"]  # fmt: skip
     cfg = load_config(argv)
     overrides = sized_eval(cfg)
     assert overrides[:2] == ["eval.sampling.n=1", "eval.prompts.limit=197"]
@@ -329,4 +343,4 @@ def test_an_eval_sized_by_the_difference_to_resolve():
 
     # Level 1 has 81 distinct problems, most of them drawn for training: 5 points (785 problems) cannot be had there.
     with pytest.raises(ConfigError, match=r"compare.min_detectable.*needs 785 held-out problems"):
-        sized_eval(load_config([*argv[:1], "eval.prompts.synthetic_levels=[1]", "compare.min_detectable=5"]))
+        sized_eval(load_config([*argv[:1], "eval.prompts.synthetic_levels=[1]", "compare.min_detectable=5", argv[3]]))
