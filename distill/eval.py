@@ -45,7 +45,7 @@ from distill.verifiers.pool import VerifierPool
 SUMMARY = (
     "Evaluate a model with R1's protocol (k samples per problem, temperature 0.6, top-p 0.95): pass@1 with its "
     "standard error, cons@k and pass@k per benchmark. Short keys: model=, models= (several, one engine), benchmarks=, "
-    "samples=, limit="
+    "samples=, limit=."
 )
 ALIASES = {"model": "model.name", "models": "eval.models", "benchmarks": "eval.prompts.sets",
            "samples": "eval.sampling.n", "limit": "eval.prompts.limit"}  # fmt: skip

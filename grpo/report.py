@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 from distill.config import Config
@@ -194,14 +195,31 @@ def power_statement(stats: list[dict]) -> list[str]:
     return out
 
 
+def on_problems(row: dict, like: dict) -> dict:
+    """`row` scored on the problems `like` was evaluated on where those are fewer (a sweep checkpoint evaluated on
+    compare.context_problems, the final model on all): pass@1 and its standard error recomputed from the per-problem
+    scores, so that a curve along a run stays on one set of problems."""
+    benches, kept = dict(row["results"]["benchmarks"]), {}
+    for bench, scores in row["problem_scores"].items():
+        ids = [i for i in like["problem_scores"].get(bench, {}) if i in scores]
+        kept[bench] = {i: scores[i] for i in ids} if ids and len(ids) < len(scores) else scores
+        if kept[bench] is not scores:
+            values = list(kept[bench].values())
+            stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+            benches[bench] = {**benches[bench], "pass@1": statistics.fmean(values), "pass@1_stderr": stderr}
+    return {**row, "results": {**row["results"], "benchmarks": benches}, "problem_scores": kept}
+
+
 def sweep_levels(rows: dict[str, dict]) -> dict[float, dict[str, dict]]:
-    """Fraction of each run -> arm -> its row there (1.0: the final models), for the arms the sweep sampled."""
+    """Fraction of each run -> arm -> its row there (1.0: the final models, on the sweep's problems), for the arms
+    the sweep sampled."""
     levels: dict[float, dict[str, dict]] = {}
     for row in rows.values():
         if "sweep_of" in row:
             levels.setdefault(row["fraction"], {})[row["sweep_of"]] = row
-    for arm in dict.fromkeys(row["sweep_of"] for row in rows.values() if "sweep_of" in row):
-        levels.setdefault(1.0, {})[arm] = rows[arm]
+    swept = {row["sweep_of"]: row for row in rows.values() if "sweep_of" in row}
+    for arm, point in swept.items():
+        levels.setdefault(1.0, {})[arm] = on_problems(rows[arm], point)
     return dict(sorted(levels.items()))
 
 
@@ -265,6 +283,7 @@ def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
         for arm, points in curves.items():
             final = rows[arm]
             p, se = _score(final, bench)
+            points = [on_problems(r, points[-1]) if r is final else r for r in points]  # one problem set per curve
             if final["compute"]["flops"] == 0:  # the student as is spent nothing: a reference line, not a point
                 ax.axhline(100 * p, color="grey", linestyle="--", label=final["label"])
                 ax.axhspan(100 * (p - 2 * se), 100 * (p + 2 * se), color="grey", alpha=0.12)

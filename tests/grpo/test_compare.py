@@ -19,6 +19,7 @@ from grpo.report import (
     power_statement,
     statement,
     sweep_leaders,
+    sweep_levels,
     sweep_table,
     table,
 )
@@ -99,6 +100,20 @@ def test_the_sweep_table_says_who_leads_at_each_share_of_the_runs():
     rows["rl@0.5"] = {**rows["distill@0.5"], "sweep_of": "rl"}  # level with (b) at half their runs
     tie = sweep_table(rows, sweep_leaders(rows, resamples=200, seed=0, confidence=0.95)).splitlines()[2]
     assert tie.endswith("| (b) = (c) by 0.0 (0.0 to 0.0): not resolved |")
+
+
+def test_a_sweep_on_fewer_problems_meets_the_final_models_on_those_problems():
+    # the final models on 80 problems, their checkpoints on the first 40 (compare.context_problems): the sweep's 100%
+    # line and the curve's last point score the final models on those 40, not on all 80
+    rows = {"distill": _row("(b)", [*range(10), *range(40, 80)], 10.0), "rl": _row("(c)", list(range(20)), 10.0)}
+    for arm in ("distill", "rl"):
+        rows[f"{arm}@0.5"] = {**_row("x", list(range(5)), 5.0, problems=40), "sweep_of": arm, "fraction": 0.5}
+    final = sweep_levels(rows)[1.0]
+    assert final["distill"]["results"]["benchmarks"]["gsm8k"]["pass@1"] == pytest.approx(10 / 40)
+    assert final["rl"]["results"]["benchmarks"]["gsm8k"]["pass@1"] == pytest.approx(20 / 40)
+    assert rows["distill"]["results"]["benchmarks"]["gsm8k"]["pass@1"] == pytest.approx(50 / 80)  # Table 6's own
+    leaders = sweep_leaders(rows, resamples=500, seed=0, confidence=0.95)
+    assert leaders[-1]["ranking"] == ["rl", "distill"] and leaders[-1]["paired"]["problems"] == 40
 
 
 def test_arms_are_paired_on_the_problems_both_saw_and_never_on_different_ones():
