@@ -242,6 +242,104 @@ class Comparison:
                 listed = ",".join(f"{name}={model}" for name, model in todo)
                 self.run(stage, "distill.eval", [f"eval.models=[{listed}]", *limit])
 
+    # --- the budget sweep -------------------------------------------------------------------------------------
+    def sweep_args(self, section: str) -> list[str]:
+        """With compare.sweep, the training stage checkpoints at those fractions of its run and keeps them all."""
+        if not self.cfg.compare.sweep:
+            return []
+        fractions = ",".join(f"{f:g}" for f in self.cfg.compare.sweep)
+        return [f"{section}.save_fractions=[{fractions}]", f"{section}.save_total_limit=null"]
+
+    def train_dir(self, arm: str) -> Path:
+        return {"distill": self.sft_dir, "kd": self.kd_dir}.get(arm) or self.grpo_dir(arm)
+
+    def sweep_points(self, arm: str) -> list[tuple[float, int]]:
+        """(fraction, step) of each sweep checkpoint the arm's last training stage saved before its final step, from
+        its save_fractions.json (distill.compute.SaveAtFractions); the final model is the arm's own row."""
+        if arm in ("base", "teacher") or not self.cfg.compare.sweep:
+            return []
+        from distill.compute import SaveAtFractions
+
+        folder = self.train_dir(arm)
+        marks = folder / SaveAtFractions.FILE
+        final = max((m["step"] for m in read_jsonl(folder / "metrics.jsonl")), default=0)
+        saved = json.loads(marks.read_text()) if marks.is_file() else {}
+        points = {}
+        for fraction, step in sorted(saved.items(), key=lambda kv: float(kv[0])):
+            if step < final and (folder / f"checkpoint-{step}").is_dir():
+                points.setdefault(step, float(fraction))  # two marks on one step: one checkpoint, the first mark
+        return sorted((f, step) for step, f in points.items())
+
+    # --- compute ----------------------------------------------------------------------------------------------
+    def params(self, name: str) -> int:
+        """A model's parameters; an adapter's are its base's (merged: LoRA adds no inference FLOPs once merged)."""
+        from distill.compute import parameter_count
+        from distill.models import resolve_for_inference
+
+        return parameter_count(resolve_for_inference(name, trust_remote_code=self.cfg.model.trust_remote_code))
+
+    def trained(self, folder: Path, stage: str, upto: int | None) -> tuple[list[dict], float]:
+        """A training stage's metrics.jsonl lines and wall time, or -- at a sweep point -- those of its steps up to
+        `upto`, with the wall time pro rata by steps."""
+        metrics, wall = read_jsonl(folder / "metrics.jsonl"), self.ledger[stage]["wall_s"]
+        if upto is None:
+            return metrics, wall
+        last = max((m["step"] for m in metrics), default=1)
+        return [m for m in metrics if m["step"] <= upto], wall * upto / max(last, 1)
+
+    def distill_compute(self, upto: int | None = None):
+        from distill.compute import generation_compute, sft_compute
+
+        teacher = self.params(self.teacher)
+        student = self.params(self.cfg.model.name)
+        gen = generation_compute(self.dataset / ".work" / "journal.jsonl", teacher, self.ledger["generate"]["wall_s"])
+        metrics, wall = self.trained(self.sft_dir, "sft", upto)
+        return gen + sft_compute(metrics, student, wall)
+
+    def distill_flops(self) -> float:
+        return self.distill_compute().flops
+
+    def grpo_compute(self, arm: str, upto: int | None = None):
+        from distill.compute import grpo_compute
+
+        g = self.cfg.grpo
+        per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
+        metrics, wall = self.trained(self.grpo_dir(arm), f"grpo_{arm}", upto)
+        return grpo_compute(metrics, self.params(self.cfg.model.name), per_step, wall)
+
+    def kd_compute(self, upto: int | None = None):
+        from distill.compute import kd_compute
+
+        k = self.cfg.kd
+        per_step = k.per_device_train_batch_size * k.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
+        metrics, wall = self.trained(self.kd_dir, "kd", upto)
+        student, teacher = self.params(self.cfg.model.name), self.params(self.teacher)
+        return kd_compute(metrics, student, teacher, per_step, wall)
+
+    def compute(self, arm: str, upto: int | None = None):
+        """An arm's compute, all of it or (a sweep point) up to step `upto` of its last training stage."""
+        from distill.compute import Compute
+
+        return {
+            "base": Compute,
+            "distill": lambda: self.distill_compute(upto),
+            "rl": lambda: self.grpo_compute("rl", upto),
+            "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl", upto),
+            "kd": lambda: self.kd_compute(upto),
+            "teacher": lambda: self.grpo_compute("teacher"),
+        }[arm]()
+
+    def results(self, arm: str) -> dict:
+        return json.loads((self.root / "eval" / arm / "results.json").read_text())
+
+    def problem_scores(self, arm: str) -> dict[str, dict[str, float]]:
+        """Benchmark -> problem id -> the arm's pass@1 on it (its share of correct samples), from distill.eval's
+        samples.jsonl: what the paired statistics compare."""
+        verdicts: dict[str, dict[str, list[bool]]] = {}
+        for s in read_jsonl(self.root / "eval" / arm / "samples.jsonl"):
+            verdicts.setdefault(s["benchmark"], {}).setdefault(s["id"], []).append(s["verdict"] == "correct")
+        return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
+
 
 def is_context(name: str) -> bool:
     """A row that gives the comparison its context rather than one of its answers: the student as is, the teacher,
