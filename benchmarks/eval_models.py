@@ -77,7 +77,9 @@ def main(argv: list[str]) -> int:
         listed = ",".join(f"{name}={model}" for name, model in models.items())
         ours = evaluate([*common, f"models=[{listed}]"], root / "ours")
         same = all(texts(root / "baseline", name) == texts(root / "ours", name) for name in models)
-    print(f"{len(models)} models x {limit} problems x 1 sample (recipe smollm2, synthetic):")
+        problems = json.loads((root / "ours" / "eval" / next(iter(models)) / "results.json").read_text())
+        problems = problems["benchmarks"]["synthetic"]["problems"]
+    print(f"{len(models)} models x {problems} problems x 1 sample (recipe smollm2, synthetic):")
     print(f"  baseline  one distill.eval process per model: {baseline:7.1f} s")
     print(f"  ours      one distill.eval models=[...]:       {ours:7.1f} s")
     print(f"  ratio     {baseline / ours:.2f}x faster; same samples: {same}")

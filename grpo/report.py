@@ -50,12 +50,15 @@ def table(rows: dict[str, dict]) -> str:
     header += ["teacher + rollout tokens", *(["teacher-scored tokens"] if scored else []), "trained tokens"]
     header += ["FLOPs", "wall time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    # The rows evaluated on fewer problems (compare.context_problems) say so: their score is not on the others' set.
+    most = {b: max(row["results"]["benchmarks"][b].get("problems") or 0 for row in rows.values()) for b in benches}
     for row in rows.values():
         cells = [row["label"]]
         for b in benches:
             r = row["results"]["benchmarks"][b]
             stderr = "" if r["pass@1_stderr"] is None else f" ± {100 * r['pass@1_stderr']:.1f}"
-            cells.append(f"{100 * r['pass@1']:.1f}{stderr}")
+            fewer = f" ({r['problems']} problems)" if (r.get("problems") or most[b]) < most[b] else ""
+            cells.append(f"{100 * r['pass@1']:.1f}{stderr}{fewer}")
             cells.append("–" if r.get("cons@k") is None else f"{100 * r['cons@k']:.1f}")
         c = row["compute"]
         cells += [
@@ -179,19 +182,23 @@ def statement(rows: dict[str, dict], stats: list[dict]) -> list[str]:
 
 
 def power_statement(stats: list[dict]) -> list[str]:
-    """What this evaluation can and cannot show: per benchmark, the smallest true gap its size resolves."""
+    """What this evaluation can and cannot show: per benchmark and evaluation size (the context rows may see fewer
+    problems, compare.context_problems), the smallest true gap its pairs resolve."""
     out = []
     for bench in dict.fromkeys(s["benchmark"] for s in stats):
-        sized = [s["min_detectable"] for s in stats if s["benchmark"] == bench and s["min_detectable"] is not None]
-        n, power = next((s["problems"], s["power"]) for s in stats if s["benchmark"] == bench)
-        if not sized:
-            out.append(f"- {bench}: every pair of arms scored alike on all {n} problems; no gap to size.")
-            continue
-        out.append(
-            f"- {bench}: {n} problems paired across arms; the smallest gap it resolves at {100 * power:.0f}% power is "
-            f"{_points(min(sized))} to {_points(max(sized))} points pass@1 (by pair). Smaller true gaps go "
-            "unresolved here: a larger eval narrows them (compare.min_detectable sizes it for a given gap)."
-        )
+        sizes = sorted({s["problems"] for s in stats if s["benchmark"] == bench}, reverse=True)
+        for n in sizes:
+            group = [s for s in stats if s["benchmark"] == bench and s["problems"] == n]
+            sized = [s["min_detectable"] for s in group if s["min_detectable"] is not None]
+            pairs = f"{len(group)} pair{'s' * (len(group) > 1)}"
+            if not sized:
+                out.append(f"- {bench}: {pairs} scored alike on all {n} problems; no gap to size.")
+                continue
+            out.append(
+                f"- {bench}: {pairs} on {n} problems; the smallest gap they resolve at {100 * group[0]['power']:.0f}% "
+                f"power is {_points(min(sized))} to {_points(max(sized))} points pass@1 (by pair). Smaller true gaps "
+                "go unresolved here: a larger eval narrows them (compare.min_detectable sizes it for a given gap)."
+            )
     return out
 
 
@@ -206,7 +213,8 @@ def on_problems(row: dict, like: dict) -> dict:
         if kept[bench] is not scores:
             values = list(kept[bench].values())
             stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-            benches[bench] = {**benches[bench], "pass@1": statistics.fmean(values), "pass@1_stderr": stderr}
+            mean = statistics.fmean(values)
+            benches[bench] = {**benches[bench], "pass@1": mean, "pass@1_stderr": stderr, "problems": len(values)}
     return {**row, "results": {**row["results"], "benchmarks": benches}, "problem_scores": kept}
 
 

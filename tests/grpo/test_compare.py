@@ -122,6 +122,16 @@ def test_arms_are_paired_on_the_problems_both_saw_and_never_on_different_ones():
     (stats,) = paired_statistics(rows, resamples=100, seed=0)
     assert (stats["a"], stats["b"], stats["problems"]) == ("distill", "base", 60)
     assert stats["difference"] == pytest.approx(1 / 60)  # problem 70 is not in the pair
+    rows["rl"] = _row("(c)", [1, 2, 3], 10.0)
+    lines = power_statement(paired_statistics(rows, resamples=100, seed=0))
+    assert [line.split(";")[0] for line in lines] == [
+        "- gsm8k: 1 pair on 80 problems",
+        "- gsm8k: 2 pairs on 60 problems",
+    ]
+    rows["distill"]["results"]["benchmarks"]["gsm8k"]["problems"] = 80
+    rows["base"]["results"]["benchmarks"]["gsm8k"]["problems"] = 60
+    assert "| (a) | 1.7 ± 5.0 (60 problems) |" in table(rows) and "| (b) | 3.8 ± 5.0 |" in table(rows)
+    del rows["rl"]
     shifted = _row("(a)", [1], 10.0, problems=60)
     shifted["problem_scores"]["gsm8k"] = {f"p{i + 30:03d}": 0.0 for i in range(60)}
     with pytest.raises(DataError, match=r"gsm8k: arms '\(b\)' and '\(a\)' were not evaluated on the same problems"):
