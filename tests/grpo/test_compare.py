@@ -192,6 +192,8 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         "compare.arms=[base,distill,rl,distill_rl]",
         "compare.teacher_from=given",
         "compare.sweep=[]",
+        "compare.min_detectable=null",  # the eval as given below, all rows in one stage
+        "compare.context_problems=null",
     ]
     capsys.readouterr()
     assert compare.main(argv) == 0
@@ -260,6 +262,7 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
         "compare.kd_max_steps=2",
         "compare.match_budget=false",
         "compare.sweep=[0.5]",
+        "compare.min_detectable=null",
         "compare.context_problems=4",
         "generate.prompts.sets=[synthetic]",
         "generate.prompts.synthetic_per_level=6",
