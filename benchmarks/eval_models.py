@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from distill.eval import default_run_name  # noqa: E402
 from distill.models import resolve_for_inference  # noqa: E402
 
 RUN = REPO / "outputs" / "smollm2" / "compare" / "smollm2"
@@ -39,7 +40,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], int, list[str]]:
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "models":
-            models = {Path(m.rstrip("/")).name: m for m in value.strip("[]").split(",")}
+            models = {default_run_name(m): m for m in value.strip("[]").split(",")}  # as distill.eval names them
         elif key == "limit":
             limit = int(value)
         else:
