@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.prompt_sets import prompt_helpers  # noqa: E402
 from distill.verifiers import cgroups, sandbox  # noqa: E402
 from distill.verifiers.code import extract_program  # noqa: E402
 from distill.verifiers.pool import VerifierPool, settle  # noqa: E402
+from distill.verifiers.rows import prompt_helpers  # noqa: E402
 
 
 def _read(path: Path) -> list[dict]:
@@ -73,6 +73,16 @@ def previous_isolation(rows: list[dict], workers: int) -> dict:
     finally:
         sandbox.cgroups.open_group = original
     return {"rate": len(rows) / elapsed, "passed": sum(ok for ok, _ in results), "latencies": [t for _, t in results]}
+
+
+def without_syscall_filter(rows: list[dict], workers: int) -> dict:
+    """The judged runs without seccomp.py's allow-list: what the filter costs (#21)."""
+    original = sandbox._seccomp_filter
+    sandbox._seccomp_filter = lambda: b""
+    try:
+        return ours(rows, workers)
+    finally:
+        sandbox._seccomp_filter = original
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -139,11 +149,16 @@ def main() -> None:
     rows = code_rows(args.data)[: args.limit]
     layer = f"{sandbox.backend()} + {cgroups.layer()}"  # probed before previous_isolation hides the groups
     old = previous_isolation(rows, args.workers)
+    unfiltered = without_syscall_filter(rows, args.workers)
     code = ours(rows, args.workers)
     print(f"\nHumanEval + MBPP canonical solutions ({len(rows)} rows, sandboxed: {layer})")
     print(_line("previous: program+tests, 1 process", old) + f"   passed {old['passed']}")
+    print(_line("judged, no seccomp filter", unfiltered) + f"   {unfiltered['counts']}")
     print(_line(f"judged: VerifierPool, {args.workers} threads", code) + f"   {code['counts']}")
-    print(f"ratio judged/previous: {code['rate'] / old['rate']:.2f}x")
+    print(
+        f"ratio judged/previous: {code['rate'] / old['rate']:.2f}x; "
+        f"the syscall allow-list costs {1 - code['rate'] / unfiltered['rate']:.1%} of the rate"
+    )
     print(f"target >= 20 verdicts/s: {'met' if code['rate'] >= 20 else 'NOT met'}")
 
 

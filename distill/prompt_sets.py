@@ -19,7 +19,6 @@ it is returned, so bad rows stop a run before any sampling, with a one-line Data
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from distill.errors import UserError
 from distill.verifiers.registry import implied_task
-from distill.verifiers.rows import RowError, check_reference
+from distill.verifiers.rows import RowError, check_reference, prompt_helpers, with_prompt_helpers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -115,21 +114,6 @@ def _humaneval(row: dict, index: int) -> dict:
         "tests": f"{prompt_helpers(prompt, row['entry_point'])}{row['test']}\ncheck({row['entry_point']})\n",
         "entry_point": row["entry_point"],
     }
-
-
-def prompt_helpers(prompt: str, entry_point: str) -> str:
-    """The top-level statements of a HumanEval prompt other than the function to complete, as source."""
-    try:
-        tree = ast.parse(prompt)
-    except SyntaxError as e:
-        raise RowError(f"field 'prompt': does not parse as Python ({e.msg}, line {e.lineno})") from None
-    lines = prompt.splitlines(keepends=True)
-    kept = []
-    for node in tree.body:
-        if getattr(node, "name", None) != entry_point:
-            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            kept += lines[first - 1 : node.end_lineno]
-    return "".join(kept)
 
 
 def _mbpp(row: dict, index: int) -> dict:
@@ -352,6 +336,7 @@ def _finish(
                 raise DataError(f"{loc}: {e}") from None
             if row is None:
                 continue
+        row = with_prompt_helpers(row)
         row["source"] = source if own_source else row.get("source", source)
         if "task" not in row and (row_task := task or implied_task(row)):
             row["task"] = row_task

@@ -94,12 +94,23 @@ def run(input_path: str, output: str | None, workers: int | None, timeout: float
         for row, verdict in pool.judge(rows):
             counts[verdict.verdict] += 1
             code_rows += row.get("task") == "code"
-            out.write(json.dumps({**row, **verdict.to_dict()}, ensure_ascii=False) + "\n")
+            out.write(json_line({**row, **verdict.to_dict()}))
             bar.update()
         bar.close()
     isolation = sandbox.isolation() if code_rows else None
     print(summary_line(counts, pool.timeouts, time.perf_counter() - start, isolation), file=sys.stderr)
     return counts
+
+
+def json_line(obj: dict) -> str:
+    """One JSONL line, UTF-8 where it can be; a row holding a lone surrogate (valid JSON, not valid Unicode) is
+    written with escapes instead, as it came in, rather than ending the run."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj)
+    return text + "\n"
 
 
 def summary_line(counts: Counter, timeouts: Counter, elapsed: float, isolation: str | None = None) -> str:

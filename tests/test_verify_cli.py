@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,44 @@ def test_pathological_row_times_out_and_the_rest_still_verify(tmp_path, capsys):
     assert verdicts[0] in ("timeout", "wrong") and verdicts[1:] == ["correct", "correct"]
     if verdicts[0] == "timeout":
         assert "timeouts: cpu 1" in capsys.readouterr().err
+
+
+def test_a_lone_surrogate_is_that_rows_error_and_every_other_row_is_written(tmp_path):
+    src = tmp_path / "in.jsonl"
+    good = json.dumps(MATH_ROWS[0])
+    bad = {"completion": '{"id": "s", "task": "math", "completion": "\\\\boxed{42} \\ud800", "answer": "42"}',
+           "answer": '{"id": "t", "task": "math", "completion": "\\\\boxed{42}", "answer": "4\\udfff2"}'}  # fmt: skip
+    src.write_text("\n".join([good, bad["completion"], bad["answer"], good]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main([str(src), "--output", str(out), "--workers", "1"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["verdict"] for r in rows] == ["correct", "error", "error", "correct"]
+    assert "field 'completion'" in rows[1]["reason"] and "field 'answer'" in rows[2]["reason"]
+    assert rows[1]["completion"].endswith("\ud800")  # written back as it came in
+
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "humaneval.jsonl").exists(), reason="HumanEval data absent")
+def test_rows_straight_from_humaneval_take_the_helpers_from_their_prompt(tmp_path):
+    """HumanEval/38 tests `decode_cyclic` through the prompt's `encode_cyclic`: an identity pair must not pass."""
+    raw = {
+        json.loads(line)["task_id"]: json.loads(line) for line in (DATA / "humaneval.jsonl").read_text().splitlines()
+    }
+    rows = []
+    for task, cheat in (
+        ("HumanEval/38", "def encode_cyclic(s):\n    return s\ndef decode_cyclic(s):\n    return s\n"),
+        ("HumanEval/50", "def encode_shift(s):\n    return s\ndef decode_shift(s):\n    return s\n"),
+    ):
+        r = raw[task]
+        honest = r["prompt"] + r["canonical_solution"]
+        for program in (cheat, honest):
+            rows.append({"task": "code", "completion": f"```python\n{program}```", "prompt": r["prompt"],
+                         "tests": r["test"] + f"\ncheck({r['entry_point']})\n", "entry_point": r["entry_point"]})  # fmt: skip
+    src = _write(tmp_path / "he.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    assert main([str(src), "--output", str(out), "--workers", "1"]) == 0
+    verdicts = [json.loads(line)["verdict"] for line in out.read_text().splitlines()]
+    assert verdicts == ["wrong", "correct", "wrong", "correct"]
+    assert [json.loads(line)["tests"] for line in out.read_text().splitlines()] == [r["tests"] for r in rows]

@@ -84,6 +84,17 @@ class RunGroup:
                     return int(f.read())
         return None
 
+    def oom_kills(self) -> int:
+        """Processes of the run that the OOM killer ended at the group's cap (0 where the kernel does not count)."""
+        for d in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):  # cgroup v2, v1: both have a line "oom_kill N"
+                with contextlib.suppress(OSError, ValueError), open(os.path.join(d, name)) as f:
+                    for line in f:
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+        return 0
+
     def close(self, limit: float = 5.0) -> None:
         deadline = time.monotonic() + limit
         for d in self.dirs:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+import signal
 import symtable
 from pathlib import Path
 
@@ -91,17 +92,30 @@ def _last_line(stderr: bytes) -> str:
 
 
 def _failure(r: SandboxResult, limits: Limits, prefix: str = "") -> Verdict | None:
-    """The verdict for a run that timed out, flooded output, or never got the sandbox going; None otherwise."""
+    """The verdict for a run that timed out, flooded output, ran out of memory or never got the sandbox going; None
+    otherwise."""
     if not r.started:
         if r.timed_out:
             return error(f"sandbox did not start within {limits.timeout:g}s")
         return error(f"sandbox failed to start (exit {r.exit_code}): {_last_line(r.stderr_tail)[:200]}")
+    if r.oom_killed:
+        return wrong(f"{prefix}killed by the OOM killer at the run's memory cap of {limits.run_memory_bytes >> 20} MiB")
     if r.timed_out:
         what = "CPU" if r.timed_out == "cpu" else "wall-clock"
         return timeout(f"{prefix}{what} time limit of {limits.timeout:g}s exceeded")
     if r.output_exceeded:
         return wrong(f"{prefix}output limit of {limits.max_output_bytes} bytes exceeded")
     return None
+
+
+def _killed(status: int | None) -> str:
+    """The words ' (killed by SIGKILL)' for a negative exit status, else an empty string."""
+    if status is None or status >= 0:
+        return ""
+    try:
+        return f" (killed by {signal.Signals(-status).name})"
+    except ValueError:
+        return f" (killed by signal {-status})"
 
 
 def _verify_tests(program: str, tests: str, limits: Limits, entry_point: str | None) -> Verdict:
@@ -115,12 +129,16 @@ def _verify_tests(program: str, tests: str, limits: Limits, entry_point: str | N
     r = run_judged(program, driver=PROGRAM_DRIVER, judge_driver=JUDGE_DRIVER, judge_payload=payload, limits=limits)
     if r.started and r.result == b"P" + nonce and r.exit_code == 0 and not r.timed_out and not r.output_exceeded:
         return correct("all tests passed")
+    if r.started and r.result.startswith(b"F"):  # a check failed: that decides, whatever the run did after it
+        label, _, reason = r.result[1:].decode("utf-8", "replace").partition(": ")
+        if label == "error":
+            return error(reason)
+        if reason.endswith("the program exited"):  # its own end stopped the tests: a limit may say why
+            return _failure(r, limits) or wrong(reason + _killed(r.program_exit))
+        return wrong(reason)
     failed = _failure(r, limits)
     if failed is not None:
         return failed
-    if r.result.startswith(b"F"):
-        label, _, reason = r.result[1:].decode("utf-8", "replace").partition(": ")
-        return error(reason) if label == "error" else wrong(reason)
     if r.exit_code is not None and r.exit_code < 0:
         return wrong(f"killed by signal {-r.exit_code} before the tests completed")
     return wrong(f"the judge ended (status {r.exit_code}) before the tests completed")
@@ -131,19 +149,24 @@ def _normalize(text: str) -> str:
 
 
 def _verify_io(program: str, cases: list[dict], limits: Limits) -> Verdict:
+    """Every case runs, whatever the output of the ones before it: stopping at a wrong output would tell the program
+    (in its next case, and across runs through anything that outlives one) that its output was wrong. Only its own
+    failures stop the cases early (a crash, a time limit, an output flood), which it knows of anyway."""
     if not cases:
         return error("no io cases")
+    first_wrong = None
     for k, case in enumerate(cases, 1):
         r = run_sandboxed(program, stdin=str(case["input"]).encode(), limits=limits)
         failed = _failure(r, limits, f"case {k}: ")
         if failed is not None:
-            return failed
+            return first_wrong or failed
         if r.exit_code != 0:
-            detail = _last_line(r.stderr_tail).split(":", 1)[0]
-            return wrong(f"case {k}: runtime error ({program_text(detail, 60) if detail else r.exit_code})")
-        if _normalize(r.stdout.decode("utf-8", "replace")) != _normalize(str(case["output"])):
-            return wrong(f"case {k}: output differs")
-    return correct(f"all {len(cases)} cases passed")
+            detail = _last_line(r.stderr_tail).split(":", 1)[0] if r.exit_code > 0 else ""
+            shown = program_text(detail, 60) if detail else f"exit status {r.exit_code}{_killed(r.exit_code)}"
+            return first_wrong or wrong(f"case {k}: runtime error ({shown})")
+        if first_wrong is None and _normalize(r.stdout.decode("utf-8", "replace")) != _normalize(str(case["output"])):
+            first_wrong = wrong(f"case {k}: output differs")
+    return first_wrong or correct(f"all {len(cases)} cases passed")
 
 
 def verify_code(
@@ -163,8 +186,8 @@ def verify_code(
         program's process never died. entry_point: the name the tests call the program by, taken from the program
         even where a builtin has the same name. io: [{"input": str, "output": str}, ...]: each case runs the program
         once with `input` on stdin and compares stdout with `output` (trailing whitespace of each line and of the
-        whole output ignored); it must also exit 0. The program runs as `__main__`. Stops at the first failing
-        case. Exactly one of tests / io.
+        whole output ignored); it must also exit 0. The program runs as `__main__`. Every case runs unless the
+        program crashes or runs out of time (see _verify_io). Exactly one of tests / io.
     timeout: wall-clock seconds per run (each io case is a run), interpreter start included; the CPU limit per
         process is one second more. memory_bytes: address-space limit per process (the whole run's cap is
         Limits.run_memory_bytes). row_fields: other dataset columns, ignored.

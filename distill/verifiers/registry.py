@@ -15,13 +15,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distill.verifiers.base import Verdict
+from distill.verifiers.base import Verdict, error
 from distill.verifiers.code import verify_code
 from distill.verifiers.format import format_reward
 from distill.verifiers.language import language_consistency_reward
 from distill.verifiers.length import overlong_reward
 from distill.verifiers.math import verify_math
 from distill.verifiers.repetition import repetition_reward
+from distill.verifiers.rows import lone_surrogate, with_prompt_helpers
 
 VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "math": verify_math,
@@ -100,6 +101,10 @@ def verify_row(row: dict) -> Verdict:
     verifier = VERIFIERS.get(row.get("task"))  # type: ignore[arg-type]
     if verifier is None:
         raise KeyError(f"unknown task {row.get('task')!r}; known: {', '.join(VERIFIERS)}")
+    bad = lone_surrogate(row)
+    if bad is not None:
+        return error(f"field {bad!r}: holds a lone surrogate (valid JSON, not valid Unicode); not judged")
+    row = with_prompt_helpers(row)
     fields = {k: v for k, v in row.items() if k not in _NOT_ARGUMENTS}
     if isinstance(fields.get("answer"), (int, float)):  # datasets often store integer answers as numbers
         fields["answer"] = str(fields["answer"])

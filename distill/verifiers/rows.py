@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from distill.errors import UserError
 
 
@@ -65,3 +67,62 @@ def check_reference(row: dict) -> None:
 def check_completion(row: dict) -> None:
     if not isinstance(row.get("completion"), str):
         raise RowError(f"field 'completion': expected a string, got {type(row.get('completion')).__name__}")
+
+
+def prompt_helpers(prompt: str, entry_point: str) -> str:
+    """The top-level statements of a HumanEval-style prompt other than the function to complete, as source."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError as e:
+        raise RowError(f"field 'prompt': does not parse as Python ({e.msg}, line {e.lineno})") from None
+    lines = prompt.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if getattr(node, "name", None) != entry_point:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept += lines[first - 1 : node.end_lineno]
+    return "".join(kept)
+
+
+def with_prompt_helpers(row: dict) -> dict:
+    """The row with its prompt's helpers (HumanEval/32 `poly`, /38 `encode_cyclic`, ...) at the head of its tests.
+
+    Tests that call a helper the prompt defines must get the prompt's definition, never the program's: a program
+    that redefines `encode_cyclic` as the identity would otherwise pass a test of `decode_cyclic`. Applies to a
+    code row with `tests` and `entry_point` whose `prompt` (or `problem`) is Python source defining the entry point,
+    wherever the row comes from; any other row is returned as it is.
+    """
+    tests, entry = row.get("tests"), row.get("entry_point")
+    if not isinstance(tests, str) or not isinstance(entry, str):
+        return row
+    for field in ("prompt", "problem"):
+        source = row.get(field)
+        try:
+            tree = ast.parse(source) if isinstance(source, str) else None
+        except (SyntaxError, ValueError):
+            continue
+        if tree is not None and any(getattr(node, "name", None) == entry for node in tree.body):
+            helpers = prompt_helpers(source, entry)
+            if helpers.strip() and not tests.startswith(helpers):
+                return {**row, "tests": helpers + ("" if helpers.endswith("\n") else "\n") + tests}
+            return row
+    return row
+
+
+def lone_surrogate(row: dict) -> str | None:
+    """The first field (`io[0].input` style for nested ones) whose text holds a lone surrogate (JSON's `\\ud800`
+    escape decodes to one), which no encoder, sandbox or tokenizer accepts; None when there is none."""
+
+    def find(value: object, path: str) -> str | None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(value, dict):
+            return next((p for k, v in value.items() if (p := find(v, f"{path}.{k}"))), None)
+        elif isinstance(value, list):
+            return next((p for i, v in enumerate(value) if (p := find(v, f"{path}[{i}]"))), None)
+        return None
+
+    return next((p for k, v in row.items() if (p := find(v, str(k)))), None)

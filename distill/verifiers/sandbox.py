@@ -68,8 +68,7 @@ def _read(fd):
         chunks.append(b)
     os.close(fd)
     return marshal.loads(b"".join(chunks))
-def _seccomp(program):
-    # no new user namespaces (unshare/clone with CLONE_NEWUSER; clone3 -> ENOSYS so libc falls back to clone)
+def _seccomp(program):  # seccomp.py's allow-list; from here on only the calls it names work
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     class Prog(ctypes.Structure):
@@ -149,12 +148,14 @@ del _judge
 os.close(_req_w)
 os.close(_resp_r)
 _status = os.waitstatus_to_exitcode(os.waitpid(_judge_pid, 0)[1])
-# How the program ended, for the host's timeout classification (a CPU-limit kill is a timeout); when the judge
-# passed it, the program may still be serving and its fate does not matter.
+# The program is stopped now, the same way whatever the verdict: this process exits and the host kills what is left,
+# so nothing it can observe depends on whether its answers were right. Only when its own end stopped the tests (the
+# judge's status 4) is its exit status awaited, briefly, for the host's timeout classification (a CPU-limit kill is
+# a timeout): it is dead or dying by then, and learns nothing from the wait.
 _fate = b"running"
 try:
-    if _status == 0:
-        raise OSError("passed")
+    if _status != 4:
+        raise OSError("not asked")
     import select
     _pidfd = os.pidfd_open(_program)
     if select.select([_pidfd], [], [], 0.2)[0]:
@@ -216,7 +217,7 @@ class SandboxResult:
         4 KiB. program_exit: in a judged run, how the program's process ended when the judge failed it (exit
         status, or minus a signal), None while it was still running or when the judge passed it.
     memory_cap / memory_peak: the cgroups layer that capped the run's memory, and the run's peak in bytes by that
-        group's count (None without a group).
+        group's count (None without a group). oom_killed: the kernel killed a process of the run at that cap.
     started: the bootstrap set the limits, dropped privileges and reached the driver; False means the sandbox
         itself failed (the untrusted code never ran).
     timed_out: "wall" or "cpu" when a time limit ended the run, else None.
@@ -236,6 +237,7 @@ class SandboxResult:
     program_exit: int | None = None
     memory_cap: str = "rlimit"  # the cgroups layer that capped the whole run's memory
     memory_peak: int | None = None
+    oom_killed: bool = False
 
 
 class SandboxUnavailable(RuntimeError):
@@ -348,8 +350,13 @@ def _rlimits(limits: Limits) -> list[tuple[str, int, int]]:
         ("RLIMIT_FSIZE", limits.file_bytes, limits.file_bytes),
         ("RLIMIT_NPROC", limits.nproc, limits.nproc),
         ("RLIMIT_CORE", 0, 0),
-        ("RLIMIT_NOFILE", 256, 256),
+        ("RLIMIT_NOFILE", 64, 64),  # few descriptors: each can pin kernel memory (pipes, sockets)
     ]
+
+
+@functools.lru_cache(maxsize=1)
+def _seccomp_filter() -> bytes:
+    return seccomp.allow_list()
 
 
 @functools.lru_cache(maxsize=8)
@@ -389,7 +396,7 @@ class _Run:
             if python == sys.executable:
                 config["driver"] = _compiled(config["driver"])
                 judge = judge and {**judge, "driver": _compiled(judge["driver"])}
-            config = {**config, "uid": uid, "rlimits": _rlimits(limits), "seccomp": seccomp.no_user_namespaces(),
+            config = {**config, "uid": uid, "rlimits": _rlimits(limits), "seccomp": _seccomp_filter(),
                       "path": _site_paths() if python == sys.executable else []}  # fmt: skip
             close.append(cfg_fd := _memfd("sandbox-config", marshal.dumps(config)))
             fds = [cfg_fd, res_w]
@@ -492,15 +499,18 @@ class _Run:
                     _kill_uid(uid)
         cap = cgroups.layer() if self.group is not None else "rlimit"
         peak = self.group.peak_bytes() if self.group is not None else None
+        oom = self.group is not None and self.group.oom_kills() > 0
         self._release()
         started = self.res[:1] == _STARTED
         result, program_exit = self._parse_result() if started else (b"", None)
-        if self.timed_out is None and not self.exceeded and _cpu_killed(code, program_exit):
+        cpu_killed = not oom and _cpu_killed(code, program_exit, wall, self.limits)
+        if self.timed_out is None and not self.exceeded and cpu_killed:
             self.timed_out = "cpu"  # soft CPU limit: SIGXCPU; the hard one (if SIGXCPU is caught): SIGKILL
         return SandboxResult(
             exit_code=code, stdout=bytes(self.out[: self.limits.max_output_bytes]), stderr_tail=bytes(self.err),
             result=result, started=started, timed_out=self.timed_out, output_exceeded=self.exceeded,
             wall_seconds=wall, backend=self.backend, program_exit=program_exit, memory_cap=cap, memory_peak=peak,
+            oom_killed=oom,
         )  # fmt: skip
 
     def _parse_result(self) -> tuple[bytes, int | None]:
@@ -527,8 +537,15 @@ class _Run:
         self.uids = []
 
 
-def _cpu_killed(code: int | None, program_exit: int | None) -> bool:
-    return any(c in (-signal.SIGXCPU, -signal.SIGKILL) for c in (code, program_exit))
+def _cpu_killed(code: int | None, program_exit: int | None, wall: float, limits: Limits) -> bool:
+    """Whether the CPU-time rlimit ended the run: SIGXCPU at its soft limit, or SIGKILL at its hard one when SIGXCPU
+    was caught; a SIGKILL that came sooner than the run's threads could have spent the hard limit on this machine's
+    cores is not it (the program's own kill, or the OOM killer's)."""
+    signals = {c for c in (code, program_exit) if c is not None}
+    if -signal.SIGXCPU in signals:
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return -signal.SIGKILL in signals and wall * cores >= _cpu_seconds(limits) + 1
 
 
 def _await_namespace(info_r: int, info: bytearray, limit: float = 5.0) -> None:

@@ -402,6 +402,7 @@ def test_one_run_holds_at_most_its_memory_cap(kind):
     assert r.memory_cap in ("cgroup1", "cgroup2") and r.memory_peak is not None
     assert r.memory_peak <= limits.run_memory_bytes <= int(1.5 * (1 << 30)), r.memory_peak
     assert r.exit_code != 0  # the cap ended it (the OOM killer or a failed allocation)
+    assert r.oom_killed or r.exit_code > 0
 
 
 # --- the sandbox

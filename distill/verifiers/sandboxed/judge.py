@@ -1,17 +1,25 @@
 """The judge of a judged run (shipped as source after wire.py; globals PAYLOAD, RESULT_FD, REQUESTS, RESPONSES).
 
 It runs in its own process, under its own uid, forked by the bootstrap before any of the program's code ran and
-holding the only copy of the tests, the nonce and the result pipe. The tests execute here, in a fresh namespace;
-the names they take from the program (PAYLOAD["names"], resolved by _bind) are looked up in the program's process, and every call to
-them is a request whose answer comes back as plain data (wire.py). So a comparison in the tests compares values
-built by this interpreter's own types, with this interpreter's own `operator`, `math` and builtins, which the
-program can neither reach nor patch; the program learns nothing but its inputs, and the first failed check ends
-the run. The verdict goes to RESULT_FD: b"P" + nonce when the tests ran to their end and the program never died,
-else b"F" + a reason of trusted text (exception type names from the program are quoted and capped).
+holding the only copy of the tests, the nonce and the result pipe. The tests execute here, in a fresh namespace; the
+names they take from the program (PAYLOAD["names"], resolved by _bind) are looked up in the program's process, and
+every call to them is a request whose answer comes back as plain data (wire.py). So a comparison in the tests
+compares values built by this interpreter's own types, with this interpreter's own `operator`, `math` and builtins,
+which the program can neither reach nor patch.
+
+The program learns nothing but its inputs, not even whether an earlier check passed: every `assert` of the tests is
+rewritten (_Oblivious) to record a failure and go on, so the requests the program sees are the same whether its
+answers are right or wrong, and the run ends the same way (the bootstrap stops the program as soon as this process
+exits). Otherwise a program could tell a wrong answer from a right one by the requests that stop coming, and carry
+that across runs. Only what the program itself does (it raises outside an assert, it dies) ends the tests early.
+The verdict goes to RESULT_FD, a pipe only the host reads: b"F" + a reason of trusted text (exception type names
+from the program are quoted and capped) as soon as the first check fails, or b"P" + nonce when the tests ran to
+their end with no failure and the program never died.
 """
 
 # ruff: noqa: F821 -- encode, decode, send_frame and recv_frame come from wire.py, shipped ahead of this file
 
+import ast
 import builtins
 import contextlib
 import importlib
@@ -206,6 +214,45 @@ def _failure(e):
     return "wrong: " + type(e).__name__ + where
 
 
+class _Oblivious(ast.NodeTransformer):
+    """`assert TEST` -> record a failure when TEST is false or raises, and go on (see the module docstring)."""
+
+    def visit_Assert(self, node):
+        line = ast.Constant(node.lineno)
+        failed = _call("__judge_failed__", line, ast.Constant(None))
+        raised = _call("__judge_failed__", line, ast.Name("__judge_error__", ast.Load()))
+        guarded = ast.Try(
+            body=[ast.If(ast.UnaryOp(ast.Not(), node.test), [failed], [])],
+            handlers=[
+                ast.ExceptHandler(ast.Name("__judge_stop__", ast.Load()), None, [ast.Raise()]),
+                ast.ExceptHandler(ast.Name("BaseException", ast.Load()), "__judge_error__", [raised]),
+            ],
+            orelse=[],
+            finalbody=[],
+        )
+        return ast.fix_missing_locations(ast.copy_location(guarded, node))
+
+
+def _call(name, *args):
+    return ast.Expr(ast.Call(ast.Name(name, ast.Load()), list(args), []))
+
+
+FAILURES = []  # reasons of the checks that failed, in order
+
+
+def _record(line, error):
+    reason = "wrong: AssertionError" if error is None else _failure(error).split(" at tests line ")[0]
+    reason += " at tests line " + str(line)
+    if not FAILURES:  # the host learns it at once; the program cannot read this pipe
+        os.write(RESULT_FD, b"F" + reason.encode("utf-8")[:400])
+    FAILURES.append(reason)
+
+
+def _oblivious(tests):
+    tree = _Oblivious().visit(ast.parse(tests, "tests.py"))
+    return compile(tree, "tests.py", "exec", dont_inherit=True)
+
+
 def _judge(payload):
     ready = CHANNEL.receive()
     if ready[0] == "load error":
@@ -215,20 +262,24 @@ def _judge(payload):
         return "wrong: the program sent malformed data"
     try:
         namespace = _bind(payload["names"], payload["entry_points"])
-        exec(compile(payload["tests"], "tests.py", "exec", dont_inherit=True), namespace)
+        namespace.update(__judge_failed__=_record, __judge_stop__=(ProgramDied, Unsendable))
+        exec(_oblivious(payload["tests"]), namespace)
     except BaseException as e:
-        return _failure(e)
+        return FAILURES[0] if FAILURES else _failure(e)
     if CHANNEL.dead:  # died in a call whose exception the tests caught
-        return "wrong: " + CHANNEL.dead
-    return None
+        return FAILURES[0] if FAILURES else "wrong: " + CHANNEL.dead
+    return FAILURES[0] if FAILURES else None
 
 
 def _main():
     payload = PAYLOAD
     failure = _judge(payload)
-    report = b"P" + payload["nonce"] if failure is None else b"F" + failure.encode("utf-8")[:400]
-    os.write(RESULT_FD, report)
-    os._exit(0 if failure is None else 3)
+    if failure is None:
+        os.write(RESULT_FD, b"P" + payload["nonce"])
+        os._exit(0)
+    if not FAILURES:
+        os.write(RESULT_FD, b"F" + failure.encode("utf-8")[:400])
+    os._exit(4 if CHANNEL.dead else 3)  # 4: the program's own end stopped the tests (the bootstrap asks how)
 
 
 CHANNEL = Channel(REQUESTS, RESPONSES, PAYLOAD["max_frame"])
