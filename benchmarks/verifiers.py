@@ -24,10 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.verifiers import cgroups, sandbox  # noqa: E402
+from distill.verifiers import sandbox  # noqa: E402
 from distill.verifiers.code import extract_program  # noqa: E402
 from distill.verifiers.pool import VerifierPool, settle  # noqa: E402
 from distill.verifiers.rows import prompt_helpers  # noqa: E402
+from distill.verifiers.sandbox import cgroups, run  # noqa: E402
 
 
 def _read(path: Path) -> list[dict]:
@@ -77,12 +78,12 @@ def previous_isolation(rows: list[dict], workers: int) -> dict:
 
 def without_syscall_filter(rows: list[dict], workers: int) -> dict:
     """The judged runs without seccomp.py's allow-list: what the filter costs (#21)."""
-    original = sandbox._seccomp_filter
-    sandbox._seccomp_filter = lambda: b""
+    original = run.seccomp_filter
+    run.seccomp_filter = lambda: b""
     try:
         return ours(rows, workers)
     finally:
-        sandbox._seccomp_filter = original
+        run.seccomp_filter = original
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:

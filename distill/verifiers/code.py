@@ -40,7 +40,7 @@ _FENCE = re.compile(
 )
 _SANDBOXED = Path(__file__).with_name("sandboxed")
 _WIRE = (_SANDBOXED / "wire.py").read_text()
-PROGRAM_DRIVER = _WIRE + (_SANDBOXED / "candidate.py").read_text()
+PROGRAM_DRIVER = _WIRE + (_SANDBOXED / "script.py").read_text() + (_SANDBOXED / "candidate.py").read_text()
 JUDGE_DRIVER = _WIRE + (_SANDBOXED / "judge.py").read_text()
 MAX_FRAME = 16 << 20  # bytes of one answer from the program
 PROGRAM_TEXT = 200  # characters of program-controlled text (stderr) kept in a reason

@@ -17,8 +17,9 @@ import re
 import pytest
 from test_code import LAYER, fence
 
-from distill.verifiers import code, sandbox, seccomp
+from distill.verifiers import code, sandbox
 from distill.verifiers.code import verify_code
+from distill.verifiers.sandbox import seccomp
 
 pytestmark = pytest.mark.skipif(not LAYER, reason="no sandbox layer can run untrusted code on this machine")
 x86_64 = pytest.mark.skipif(platform.machine() != "x86_64", reason="the table's raw syscall numbers are x86_64's")

@@ -1,14 +1,15 @@
-"""The program's side of a judged run (shipped as source after wire.py; globals PROGRAM, REQUESTS, RESPONSES).
+"""The program's side of a judged run (shipped as source after wire.py and script.py; globals PROGRAM, REQUESTS,
+RESPONSES).
 
 Loads the program as the module `solution` (so an `if __name__ == "__main__":` block does not run), then answers
 the judge's requests: look up a name, call an object, read an attribute. Everything here runs with the program's
 privileges and after its code, so nothing here is trusted: the judge treats every answer as untrusted data.
 """
 
-# ruff: noqa: F821 -- encode, decode, send_frame and recv_frame come from wire.py, shipped ahead of this file
+# ruff: noqa: F821 -- encode, decode, send_frame, recv_frame (wire.py) and load_program (script.py) are shipped
+# ahead of this file
 
 import os
-import sys
 import types
 
 _objects = {}  # handle id -> object kept in this process
@@ -25,20 +26,6 @@ def _handle(obj):
 
 def _object(hid, type_name):
     return _objects[hid]
-
-
-def _load(program):
-    path = os.path.join(os.getcwd(), "solution.py")
-    try:  # so that tracebacks can show the program's lines
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(program)
-    except OSError:
-        pass
-    module = types.ModuleType("solution")
-    module.__file__ = path
-    sys.modules["solution"] = module
-    exec(compile(program, path, "exec", dont_inherit=True), module.__dict__)
-    return module
 
 
 def _answer(request, module):
@@ -64,7 +51,7 @@ def _answer(request, module):
 
 def _serve(program, requests, responses):
     try:
-        module = _load(program)
+        module = load_program(program, "solution")
     except Exception as e:
         send_frame(responses, ["load error", type(e).__name__])
         raise
