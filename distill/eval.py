@@ -118,7 +118,7 @@ def make_sampler(cfg: Config, model_path: str) -> Sampler:
 
 
 def _vote_key(prompt: dict, sample: dict) -> str | None:
-    """The sample's answer for cons@k; truncated samples have none (as for their verdict: rollout.judged_verdict)."""
+    """The sample's answer for cons@k; truncated samples have none (as for their verdict: judging.judge)."""
     if prompt["task"] != "math" or sample["finish_reason"] == "length":
         return None
     return answer_key(sample["text"], fallback_last_number=bool(prompt.get("fallback_last_number")))

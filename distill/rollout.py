@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from distill.engines.base import Request, Sample, Sampler, SamplingConfig, user_prompt
 from distill.journal import append_journal, read_journal
-from distill.verifiers.base import Verdict, no_answer
+from distill.verifiers.judging import judge
 from distill.verifiers.pool import VerifierPool
 
 
@@ -34,22 +34,16 @@ def request_for(prompt: dict, seed: int) -> Request:
     return Request([{"role": "user", "content": content}], prompt_seed(seed, prompt["id"]))
 
 
-def judged_verdict(verdict: Verdict, sample: Sample) -> dict:
-    """A sample cut off at max_tokens never counts as correct: R1 keeps only finished traces, and the plain-number
-    fallback could otherwise credit whatever number the text stopped on."""
-    if sample.finish_reason == "length" and verdict.verdict == "correct":
-        return no_answer(f"truncated at max_tokens ({verdict.reason})").to_dict()
-    return verdict.to_dict()
-
-
 def verify_finished(pool: VerifierPool, batch: list[tuple[dict, list[Sample]]]) -> list[dict]:
-    """Journal records for finished prompts: every sample with its verdict, and the prompt's pass rate."""
+    """Journal records for finished prompts: every sample with its verdict (judging.judge: a sample cut at
+    max_tokens is no answer), and the prompt's pass rate."""
     reference = [{k: v for k, v in p.items() if k not in ("id", "problem", "source", "level")} for p, _ in batch]
     rows = [{**ref, "completion": s.text} for ref, (_, group) in zip(reference, batch, strict=True) for s in group]
-    verdicts = iter(pool.map(rows))
+    cut = [s.finish_reason == "length" for _, group in batch for s in group]
+    verdicts = iter(judge(pool, rows, cut))
     records = []
     for prompt, group in batch:
-        judged = [{**asdict(s), **judged_verdict(next(verdicts), s)} for s in group]
+        judged = [{**asdict(s), **next(verdicts).to_dict()} for s in group]
         correct = sum(j["verdict"] == "correct" for j in judged)
         records.append({"id": prompt["id"], "pass_rate": correct / len(judged), "samples": judged})
     return records

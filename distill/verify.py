@@ -27,6 +27,7 @@ from distill.errors import UserError
 from distill.verifiers import sandbox
 from distill.verifiers.base import VERDICTS
 from distill.verifiers.pool import VerifierPool
+from distill.verifiers.registry import TASKS
 from distill.verifiers.rows import RowError, check_completion, check_reference
 
 
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="JSONL rows to judge ('-' for stdin)")
     parser.add_argument("--output", "-o", help="where to write the judged rows (default: stdout)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds of CPU time per verdict (default: 5)")
+    bound = "; ".join(f"{task}: {c.time_bound}" for task, c in TASKS.items())
+    parser.add_argument("--timeout", type=float, default=5.0, help=f"seconds per verdict (default: 5); {bound}")
     args = parser.parse_args(argv)
     bad = (f"--workers must be >= 1, got {args.workers}" if args.workers is not None and args.workers < 1
            else f"--timeout must be > 0 seconds, got {args.timeout:g}" if not args.timeout > 0 else None)  # fmt: skip

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from distill.verifiers.base import Verdict
+from distill.verifiers.judging import cut_at_length, judge
 from distill.verifiers.pool import VerifierPool
 from distill.verifiers.registry import REFERENCE_FIELDS, SHAPING, reference
 
@@ -84,11 +84,6 @@ def is_format_gaming(text: str, format_score: float, correct: bool) -> bool:
     return format_score >= 1.0 and not correct and len(reasoning.split()) < MIN_REASONING_WORDS
 
 
-def is_truncated(ids: list[int] | None, max_length: int, eos_ids: set[int]) -> bool:
-    """Cut at max_length: as long as allowed and not ended by an end-of-sequence token."""
-    return ids is not None and len(ids) >= max_length and (not ids or ids[-1] not in eos_ids)
-
-
 def _named(name: str, func: RewardFunc) -> RewardFunc:
     func.__name__ = func.__qualname__ = name  # TRL logs rewards/<__name__>/mean
     return func
@@ -108,14 +103,10 @@ def accuracy_reward(pool: VerifierPool, max_length: int, eos_ids: set[int], skip
             {"task": t, "completion": x, **_reference(columns, i)}
             for i, (t, x) in enumerate(zip(task, texts, strict=True))
         ]
-        verdicts: list[Verdict] = list(pool.map(rows))
         ids = completion_ids or [None] * len(texts)
-        truncated = [is_truncated(ids[i], max_length, eos_ids) for i in range(len(texts))]
-        errors = [v.verdict == "error" and not cut for v, cut in zip(verdicts, truncated, strict=True)]
-        scores: list[float | None] = [
-            0.0 if cut else (None if failed else (1.0 if v.verdict == "correct" else 0.0))
-            for v, cut, failed in zip(verdicts, truncated, errors, strict=True)
-        ]
+        verdicts = judge(pool, rows, [cut_at_length(i, max_length, eos_ids) for i in ids])
+        errors = [v.verdict == "error" for v in verdicts]
+        scores: list[float | None] = [None if v.verdict == "error" else v.reward for v in verdicts]
         if skips is not None:
             skips.record(completions, errors)
         if log_metric is not None:

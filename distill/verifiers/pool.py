@@ -69,8 +69,9 @@ class VerifierPool:
     """`with VerifierPool(workers=2, timeout=5.0) as pool: verdicts = list(pool.map(rows))`.
 
     workers: processes for math verdicts and threads for code verdicts (default: all CPU cores).
-    timeout: seconds of CPU time per math verdict (in its worker; wall-time backstop WALL_FACTOR times that, then one
-        retry in a fresh worker) and seconds of wall time per code sandbox run.
+    timeout: the time bound of each verdict, in seconds, with its meaning per task from registry.TASKS (`time_bound`):
+        CPU seconds of a math worker (wall-time backstop WALL_FACTOR times that, then one retry in a fresh worker),
+        wall-clock seconds of each code sandbox run.
     verify: what a worker runs on a row (tests pass their own; it must be importable by name).
     timeouts: this pool's count of math rows that ran out of CPU time (`cpu`), of wall time (`wall`, each try),
         were retried (`retried`) and were judged on the retry (`recovered`).
@@ -103,7 +104,7 @@ class VerifierPool:
     def submit(self, row: dict) -> Future:
         """A future of the row's first try (settle it with `result`, which counts and retries timeouts)."""
         if row.get("task") in SUBPROCESS_TASKS:
-            return self._threads.submit(self.verify, {**row, "timeout": self.timeout})
+            return self._threads.submit(self.verify, row, self.timeout)
         return self._schedule(row)
 
     def result(self, row: dict, future: Future) -> Verdict:

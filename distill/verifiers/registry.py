@@ -36,8 +36,9 @@ SHAPING: dict[str, Callable[..., Verdict]] = {
     "repetition": repetition_reward,
 }
 
-# Row fields that are not the verifier's keyword arguments.
-_NOT_ARGUMENTS = ("task", "completion")
+# Row fields that are not the verifier's keyword arguments. `timeout` is the pool's, never a row's: a dataset must not
+# set its own verifier's time bound.
+_NOT_ARGUMENTS = ("task", "completion", "timeout")
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,14 @@ class TaskContract:
 
     required: fields of which a row needs at least one (code: exactly one of tests / io, see rows.check_reference);
     optional: other fields the verifier reads; subprocess: the verifier bounds itself in a sandboxed subprocess, so
-    it runs in a thread (else in the pool's killable worker processes).
+    it runs in a thread (else in the pool's killable worker processes); time_bound: what the pool's `timeout` means
+    for this task (its one meaning, shown by `distill.verify --help`).
     """
 
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     subprocess: bool = False
+    time_bound: str = ""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -59,8 +62,17 @@ class TaskContract:
 
 
 TASKS: dict[str, TaskContract] = {
-    "math": TaskContract(required=("answer",), optional=("fallback_last_number",)),
-    "code": TaskContract(required=("tests", "io"), optional=("entry_point",), subprocess=True),
+    "math": TaskContract(
+        required=("answer",),
+        optional=("fallback_last_number",),
+        time_bound="CPU seconds of the worker process that judges it (a wall-time backstop of 2x, one retry)",
+    ),
+    "code": TaskContract(
+        required=("tests", "io"),
+        optional=("entry_point",),
+        subprocess=True,
+        time_bound="wall-clock seconds of each sandboxed run (each io case is a run; CPU limit 1 s more)",
+    ),
 }
 REFERENCE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for c in TASKS.values() for f in c.fields))
 # Fields stored as JSON text in datasets (Arrow columns need one type in every row; io is a list of objects).
@@ -96,8 +108,10 @@ def reference(row: dict) -> dict:
     return out
 
 
-def verify_row(row: dict) -> Verdict:
-    """Judge one row `{"task": ..., "completion": ..., <reference fields>}` with its task's verifier."""
+def verify_row(row: dict, time_bound: float | None = None) -> Verdict:
+    """Judge one row `{"task": ..., "completion": ..., <reference fields>}` with its task's verifier. time_bound:
+    seconds, passed to a verifier that bounds itself (TASKS[task].subprocess; see its `time_bound`); the pool bounds
+    the others."""
     verifier = VERIFIERS.get(row.get("task"))  # type: ignore[arg-type]
     if verifier is None:
         raise KeyError(f"unknown task {row.get('task')!r}; known: {', '.join(VERIFIERS)}")
@@ -108,4 +122,6 @@ def verify_row(row: dict) -> Verdict:
     fields = {k: v for k, v in row.items() if k not in _NOT_ARGUMENTS}
     if isinstance(fields.get("answer"), (int, float)):  # datasets often store integer answers as numbers
         fields["answer"] = str(fields["answer"])
+    if time_bound is not None and TASKS[row["task"]].subprocess:
+        fields["timeout"] = time_bound
     return verifier(row["completion"], **fields)
