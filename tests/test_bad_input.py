@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -96,10 +95,8 @@ def test_a_read_only_output_dir(tmp_path, capsys, monkeypatch, no_model_loads):
     ],
 )
 def test_bad_settings_fail_at_parse_time(prog, argv, expected, tmp_path, capsys, no_model_loads):
-    start = time.perf_counter()
     assert ENTRY_POINTS[prog]([f"output_dir={tmp_path / 'out'}", *FAST_GENERATE, *argv]) == 2
-    one_error_line(capsys, prog, expected)
-    assert time.perf_counter() - start < 10
+    one_error_line(capsys, prog, expected)  # no_model_loads: it failed before any model was touched
 
 
 def test_a_typo_does_not_poison_the_output_folder(tmp_path, capsys, no_model_loads):

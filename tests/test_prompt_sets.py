@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -182,10 +181,9 @@ def test_hub_id_with_fields_and_task(fake_hub):
 
 
 def test_hub_offline_is_one_clear_line():
-    start = time.monotonic()
     with pytest.raises(DataError, match="cannot reach the Hugging Face hub") as info:
         load_prompts("distill-tests/no-such-dataset")
-    assert time.monotonic() - start < 60 and "\n" not in str(info.value)
+    assert "\n" not in str(info.value)
     assert "distill-tests/no-such-dataset" in str(info.value)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fakes import FakeServer
 
@@ -66,9 +64,7 @@ def test_two_servers_share_the_load_each_within_its_bound(fake_server):
 
 def test_a_failed_request_is_retried(fake_server):
     server = fake_server(fail_first=1)
-    start = time.perf_counter()
     results = sampler(server, max_retries=2).sample(requests(1), SamplingConfig(n=1))
-    assert time.perf_counter() - start < 5  # the client's first backoff is about 0.5 s
     assert server.statuses == [500, 200]
     assert results[0][0].text == "problem 0|seed=0"
 

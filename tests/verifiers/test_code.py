@@ -8,7 +8,6 @@ import secrets
 import select
 import shutil
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -409,20 +408,16 @@ def test_one_run_holds_at_most_its_memory_cap(kind):
 
 
 def test_infinite_loop_times_out_within_limit():
-    start = time.monotonic()
     v = verify_code(fence("def add(a, b):\n    while True:\n        pass"), tests=ADD_TESTS, timeout=1.0)
-    assert v.verdict == "timeout"
-    assert time.monotonic() - start < 6.0  # generous: the machine may be loaded; the limit itself is 1 s
+    assert v.verdict == "timeout" and "time limit of 1s" in v.reason, v
 
 
 def test_memory_bomb_is_contained():
-    start = time.monotonic()
     v = verify_code(fence("x = bytearray(8 << 30)"), tests="pass")
     assert v.verdict == "wrong" and "MemoryError" in v.reason
     grow = "blocks = []\nwhile True:\n    blocks.append(bytearray(50 << 20))"
     v = verify_code(fence(grow), tests="pass", memory_bytes=256 << 20)
     assert v.verdict in ("wrong", "timeout"), v
-    assert time.monotonic() - start < 20.0
     assert verify_code(fence("def add(a, b): return a + b"), tests=ADD_TESTS).verdict == "correct"
 
 
@@ -453,19 +448,15 @@ def test_children_and_daemons_are_gone_after_return():
         "    os._exit(0)\n"
         "def add(a, b): return a + b\n"
     )
-    start = time.monotonic()
-    assert verify_code(fence(program), tests=ADD_TESTS, timeout=30.0).verdict == "correct"
-    assert time.monotonic() - start < 15.0  # the daemon holding stdout open did not keep the host waiting
+    assert verify_code(fence(program), tests=ADD_TESTS, timeout=30.0).verdict == "correct"  # not the wall limit
     assert processes_with(marker) == []
 
 
 def test_output_flood_is_cut_off_quickly():
-    start = time.monotonic()
     v = verify_code(fence("while True:\n    print('x' * 10000)"), tests="pass")
     assert v.verdict == "wrong" and "output limit" in v.reason
     r = sandbox.run_sandboxed("while True:\n    print('x' * 10000)", limits=sandbox.Limits(max_output_bytes=100_000))
-    assert r.output_exceeded and len(r.stdout) == 100_000
-    assert time.monotonic() - start < 5.0
+    assert r.output_exceeded and len(r.stdout) == 100_000 and r.timed_out is None
 
 
 @needs_bwrap

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from distill.verifiers.base import Verdict, correct
-from distill.verifiers.pool import WALL_FACTOR, VerifierPool
+from distill.verifiers.pool import VerifierPool
 
 BOUND = 1.0
 
@@ -41,9 +41,7 @@ def row(**fields) -> dict:
 
 def test_a_wall_timeout_is_retried_once_in_a_fresh_worker_and_counted(tmp_path):
     with VerifierPool(workers=1, timeout=BOUND, verify=starved_once) as pool:
-        start = time.perf_counter()
         (verdict,) = pool.map([row(marker=str(tmp_path / "tried"))])
-        assert time.perf_counter() - start < BOUND * WALL_FACTOR + 5
         assert verdict.verdict == "correct" and verdict.reason == "second try", verdict
         assert pool.timeouts == {"cpu": 0, "wall": 1, "retried": 1, "recovered": 1}
 
@@ -57,11 +55,8 @@ def test_the_bound_is_cpu_time_not_wall_time():
 
 def test_a_cpu_timeout_ends_the_worker_even_in_c_code_and_is_not_retried():
     with VerifierPool(workers=1, timeout=BOUND, verify=heavy) as pool:
-        start = time.perf_counter()
         verdicts = list(pool.map([row(), row()]))
-        elapsed = time.perf_counter() - start
     assert [v.verdict for v in verdicts] == ["timeout", "timeout"] and "CPU" in verdicts[0].reason, verdicts
-    assert elapsed < 2 * BOUND * WALL_FACTOR + 5  # the counts below say which bound ended them
     assert pool.timeouts == {"cpu": 2, "wall": 0, "retried": 0, "recovered": 0}
 
 
