@@ -32,6 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from distill import hub
 from distill.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ def _resolve_hub_id(name: str, revision: str | None) -> str:
         ) from None
     except Exception:  # not cached: ask the hub below
         pass
+    if hub.offline():
+        raise ModelError(
+            f"model '{name}' is not in the Hugging Face cache and the hub cannot be reached; {offline_hint}"
+        )
     try:
         model_info(name, revision=revision, timeout=15)
     except RepositoryNotFoundError:

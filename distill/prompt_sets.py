@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill import hub
 from distill.errors import UserError
 from distill.verifiers.registry import implied_task
 from distill.verifiers.rows import RowError, check_reference, prompt_helpers, with_prompt_helpers
@@ -294,6 +295,7 @@ def _read_parquet(path: Path) -> Located:
 
 def _read_hub(hub_id: str, config: str | None, split: str | None) -> Located:
     label = f"hub dataset {hub_id}" + (f" ({config})" if config else "")
+    hub.offline()  # decided once, quickly: datasets would otherwise retry an unreachable hub with backoff
     try:
         import datasets
 

@@ -10,10 +10,10 @@ Dense decoders only (Llama, Qwen2/2.5/3, Mistral and the like): gated MLP, group
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill import hub
 from distill.config import RECIPES_DIR, ConfigError
 
 MODELS_DIR = RECIPES_DIR / "models"
@@ -173,7 +173,7 @@ def _hub_config(name: str, revision: str | None) -> tuple[dict, str] | None:
         return None
     if isinstance(cached, str):
         return json.loads(Path(cached).read_text()), f"HF cache {cached}"
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if hub.offline():
         return None
     try:
         path = hf_hub_download(name, "config.json", revision=revision, etag_timeout=5)
