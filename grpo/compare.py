@@ -166,7 +166,9 @@ class Comparison:
             teacher = [f"generate.teacher={self.teacher}"] if c.teacher_from == "rl" else []
             return "distill.generate", [
                 f"generate.dataset_name={TEACHER_DATASET}",
-                f"generate.card_dir={self.root / 'data_cards'}",
+                # Relative to output_dir (the comparison's root), as distill.config.card_dir reads it: the root given
+                # here again would be joined onto itself when it is relative (make demo's outputs/...).
+                "generate.card_dir=data_cards",
                 "generate.push_to_hub=false",
                 *teacher,
             ]

@@ -8,6 +8,7 @@ import json
 import random
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -147,11 +148,12 @@ def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server, capsys):
+def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server, capsys, monkeypatch):
     from grpo import compare
 
     server = fake_server(reply=answer_by_skill)
-    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)  # a relative output_dir, as make demo's: paths built on it must not nest it twice
+    out = Path("out")
     argv = [
         f"model.name={tiny_llama}",
         f"output_dir={out}",
@@ -234,6 +236,9 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
     )
     for image in ("accuracy_vs_compute.png", "grpo_response_length.png"):
         assert (root / "report" / image).stat().st_size > 1000
+    # The teacher's data card lies under the comparison's root, and the distilled model's card names it.
+    card = root / "data_cards" / "teacher.md"
+    assert card.is_file() and f"Data card: `{card}`" in (root / "sft" / "distill" / "README.md").read_text()
 
     # Started again, every finished stage is taken from the ledger: nothing is rerun, the report is rewritten.
     ledger = json.loads((root / "stages.json").read_text())
