@@ -179,7 +179,10 @@ def test_table_lists_parts_per_stage(capsys):
     [
         (["recipe=qwen8b"], "unknown recipe 'qwen8b'; closest: qwen7b"),
         (["recipe=qwen7b", "sft.max_lenght=4"], "unknown key 'sft.max_lenght' on the command line"),
-        (["recipe=qwen7b", "stage=train"], "unknown stage 'train'; expected one of generate, sft, grpo, kd, eval, compare"),
+        (
+            ["recipe=qwen7b", "stage=train"],
+            "unknown stage 'train'; expected one of generate, sft, grpo, kd, eval, compare",
+        ),
         (["recipe=qwen7b", "prompt_tokens=many"], "key 'prompt_tokens' expects a positive int"),
         (["recipe=qwen7b", "hardware.sharding=zero2"], "key 'hardware.sharding' expects one of zero3, fsdp, ddp"),
         (["recipe=qwen7b", "hardware.gpu_memory_gib=lots"], "key 'hardware.gpu_memory_gib'"),
