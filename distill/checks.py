@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distill.compare_table import ARMS, TEACHER_FROM
 from distill.config import Config, ConfigError, teacher_name
 
 KEEP_POLICIES = ("all", "first_k", "shortest")
@@ -18,7 +19,6 @@ TARGETS = ("teacher", "student")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 TEMPLATES = ("auto", "r1", "r1_zero", "r1_zero_chat")
-ARMS = ("base", "distill", "rl", "distill_rl", "kd")
 SHARDING = ("zero3", "fsdp", "ddp")
 
 
@@ -188,7 +188,7 @@ def check_compare(cfg: Config) -> None:
     _at_least("compare.grpo_max_steps", cfg.compare.grpo_max_steps, 1)
     _at_least("compare.teacher_max_steps", cfg.compare.teacher_max_steps, 1)
     _at_least("compare.kd_max_steps", cfg.compare.kd_max_steps, 1)
-    _one_of("compare.teacher_from", cfg.compare.teacher_from, ("given", "rl"))
+    _one_of("compare.teacher_from", cfg.compare.teacher_from, TEACHER_FROM)
     if cfg.compare.min_detectable is not None and not 0 < cfg.compare.min_detectable <= 100:
         raise ConfigError(
             f"key 'compare.min_detectable' expects points of pass@1 in (0, 100], got {cfg.compare.min_detectable}"

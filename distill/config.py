@@ -456,7 +456,7 @@ class CompareSection:
     bootstrap: int = 10000
     confidence: float = 0.95
     # Size every evaluation by the question: this many points of pass@1 are to be resolved 80% of the time, so the
-    # comparison draws as many held-out problems as that needs, one sample each (grpo.sizing; eval.sampling.n and
+    # comparison draws as many held-out problems as that needs, one sample each (grpo.compare.accounting; eval.sampling.n and
     # eval.prompts.limit are then set for you). None: the eval section as it is. planning_sd: the standard deviation
     # of two arms' per-problem differences assumed when sizing (the report states the measured one).
     min_detectable: float | None = None

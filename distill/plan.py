@@ -1,4 +1,4 @@
-"""`python -m distill.plan recipe=NAME [stage=generate|sft|grpo|eval|compare] [prompt_tokens=N] [key=value ...]`.
+"""`python -m distill.plan recipe=NAME [stage=generate|sft|grpo|kd|eval|compare] [prompt_tokens=N] [key=value ...]`.
 
 Checks a recipe from the models' config.json alone -- no weights, no GPU, in about a second -- on the hardware the
 recipe declares (its `hardware:` section; `hardware.gpu_memory_gib=24` and the like try another machine):
@@ -12,7 +12,8 @@ recipe declares (its `hardware:` section; `hardware.gpu_memory_gib=24` and the l
 - memory per device, part by part (distill.planning.memory says what each part holds).
 
 Prints a table (stage, part, GiB, fits) and its notes on stdout; exits 2 with one line per problem on stderr, each
-ending in the keys to change. Every stage is checked unless `stage=` names some (comma-separated). The prompt
+ending in the keys to change. Every stage but kd is checked unless `stage=` names some (comma-separated; kd is
+also planned within compare when compare.arms has it). The prompt
 budget is 1,024 tokens (R1's prompt around the longest MATH problems); `prompt_tokens=` changes it.
 """
 
@@ -23,6 +24,7 @@ import sys
 from distill.config import ConfigError, HardwareSection, available_recipes, load_config
 from distill.errors import UserError, first_line
 from distill.planning import (
+    DEFAULT_STAGES,
     PROMPT_TOKENS,
     STAGES,
     SYNTHETIC_PROMPT_TOKENS,
@@ -46,7 +48,7 @@ def help_text() -> str:
         SUMMARY,
         "",
         f"recipes: {', '.join(available_recipes())}",
-        f"stages (default: all): {', '.join(STAGES)}",
+        f"stages: {', '.join(STAGES)} (default: all but kd, which is planned when named or in compare.arms)",
         f"prompt_tokens: the prompt budget in tokens (default {SYNTHETIC_PROMPT_TOKENS} for synthetic prompts only, else "
         f"{PROMPT_TOKENS})",
         "hardware keys (default), set in the recipe's `hardware:` section or on the command line:",
@@ -58,7 +60,7 @@ def help_text() -> str:
 
 def parse_args(argv: list[str]) -> tuple[list[str], tuple[str, ...], int | None, frozenset[str]]:
     """(config argv, stages, prompt budget, overridden keys); ConfigError (one line) on bad input."""
-    rest, stages, prompt = [], STAGES, None
+    rest, stages, prompt = [], DEFAULT_STAGES, None
     for arg in argv:
         key, sep, value = arg.partition("=")
         if key == "stage" and sep:

@@ -179,7 +179,10 @@ def test_table_lists_parts_per_stage(capsys):
     [
         (["recipe=qwen8b"], "unknown recipe 'qwen8b'; closest: qwen7b"),
         (["recipe=qwen7b", "sft.max_lenght=4"], "unknown key 'sft.max_lenght' on the command line"),
-        (["recipe=qwen7b", "stage=train"], "unknown stage 'train'; expected one of generate, sft, grpo, eval, compare"),
+        (
+            ["recipe=qwen7b", "stage=train"],
+            "unknown stage 'train'; expected one of generate, sft, grpo, kd, eval, compare",
+        ),
         (["recipe=qwen7b", "prompt_tokens=many"], "key 'prompt_tokens' expects a positive int"),
         (["recipe=qwen7b", "hardware.sharding=zero2"], "key 'hardware.sharding' expects one of zero3, fsdp, ddp"),
         (["recipe=qwen7b", "hardware.gpu_memory_gib=lots"], "key 'hardware.gpu_memory_gib'"),
@@ -194,6 +197,34 @@ def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("distill.plan: error: ") and message in err
     assert out == ""
+
+
+def test_the_kd_stage_is_planned_alone_and_in_the_comparison(capsys):
+    """distill.kd's plan: the student's training, the teacher's weights and logits; and grpo.compare's kd arm (with
+    R1's order, the teacher's GRPO before it) in the comparison's plan, every stage of the table with its own rows."""
+    code, out, err = run(["recipe=smollm2", "stage=kd"], capsys)
+    assert code == 0, err
+    assert "teacher: weights (no gradients)" in out and "recipe smollm2 passes: kd" in out
+    arms = ["stage=compare", "compare.arms=[base,distill,rl,distill_rl,kd]", "compare.teacher_from=rl"]
+    code, out, err = run(["recipe=smollm2", *arms], capsys)
+    assert code == 0, err
+    planned = [line.split()[0] for line in out.splitlines() if line.startswith("compare/")]
+    assert list(dict.fromkeys(planned)) == [
+        "compare/grpo_teacher",
+        "compare/generate",
+        "compare/sft",
+        "compare/grpo_rl",
+        "compare/grpo_distill_rl",
+        "compare/kd",
+        "compare/eval",
+    ]
+    assert "compare/eval (a, b, c, d, e)" in out
+
+
+def test_a_kd_teacher_with_another_vocabulary_is_refused(capsys):
+    cfg = load_config(["recipe=qwen7b", "kd.teacher=meta-llama/Llama-3.1-8B"])
+    (result,) = plan(cfg, ("kd",))
+    assert any("needs one vocabulary" in line and "kd.teacher" in line for line in result.problems)
 
 
 def test_help_lists_recipes_stages_and_hardware_keys(capsys):

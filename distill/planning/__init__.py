@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from distill.config import Config, ConfigError, HardwareSection
 from distill.planning.memory import GIB
 
-STAGES = ("generate", "sft", "grpo", "eval", "compare")
+STAGES = ("generate", "sft", "grpo", "kd", "eval", "compare")
+# What a plan checks unless stages are named: kd only when named (or by the comparison when compare.arms has kd),
+# since its teacher must be weights on this machine and a recipe's generate.teacher may be an API (DeepSeek-R1).
+DEFAULT_STAGES = tuple(s for s in STAGES if s != "kd")
 # Prompt budgets in tokens (`prompt_tokens=` overrides them). R1's prompt around a benchmark problem: the longest
 # MATH training problem is 4,309 characters (an [asy] figure, ~1,500 tokens), 99% are under 1,110 characters;
 # MATH-500 1,733, AIME 1,734 (shared/data). The built-in synthetic problems are at most 99 characters: with the
@@ -64,7 +67,9 @@ def hardware_of(cfg: Config) -> HardwareSection:
     return getattr(cfg, "hardware", None) or HardwareSection()
 
 
-def plan(cfg: Config, stages: tuple[str, ...] = STAGES, prompt_tokens: int | None = None, **options) -> list[StagePlan]:
+def plan(
+    cfg: Config, stages: tuple[str, ...] = DEFAULT_STAGES, prompt_tokens: int | None = None, **options
+) -> list[StagePlan]:
     """Every check of the given stages; raises ConfigError (one line) when a model's config cannot be found."""
     from distill.planning.pipeline import plan_stage
 

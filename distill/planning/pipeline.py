@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from distill.compare_table import ARM, ARMS, STAGE, stages_of
 from distill.config import Config, HardwareSection, recipe_path, teacher_name
 from distill.planning import StagePlan, processes_for
+from distill.planning.kd import kd_teacher, plan_kd
 from distill.planning.rl import plan_grpo
 from distill.planning.stages import Ctx, plan_engine, plan_sft, problem, sft_base, sft_prompt
 from distill.planning.versions import FIX, check_versions, summary
@@ -21,6 +23,9 @@ MAX_FULL_GRPO_RATE = 3e-6
 # cosine_with_min_lr (min_lr_rate 0.1).
 MAX_SFT_GRAD_NORM = 0.2
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
+# The stand-alone stage (distill.plan stage=...) that plans a comparison stage's way of planning: planned in the same
+# call, the comparison does not repeat it.
+STANDALONE = {"generate": "generate", "sft": "sft", "grpo_student": "grpo", "grpo_teacher": "grpo", "kd": "kd"}
 BATCH_KEYS = ("grpo.per_device_train_batch_size", "grpo.gradient_accumulation_steps", "grpo.num_generations")
 
 
@@ -131,6 +136,8 @@ def _uses_vllm(cfg: Config, stage: str) -> bool:
         return cfg.eval.engine.kind == "vllm"
     if stage == "grpo":
         return cfg.grpo.use_vllm is not False
+    if stage == "kd":
+        return cfg.kd.use_vllm is not False
     return stage == "compare"
 
 
@@ -141,50 +148,57 @@ def _merge(into: StagePlan, part: StagePlan) -> None:
 
 
 def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset()) -> None:
-    """grpo.compare's stages on the recipe: generate and SFT, GRPO on the student as is (c) and from the SFT
-    adapter (d), and the evaluation of each arm's model (an adapter is merged onto its base). What equals a stage
-    planned in the same call (`planned`) is not repeated: generate, sft, GRPO (c) as grpo, eval of model.name."""
-    cfg, arms = ctx.cfg, set(ctx.cfg.compare.arms)
-    max_tokens = cfg.generate.sampling.max_tokens
+    """grpo.compare's stages on the recipe, as the stage table lists them for compare.arms (distill.compare_table):
+    the teacher's GRPO (teacher_from=rl), generate and SFT, GRPO on the student as is (c) and from the SFT adapter
+    (d), on-policy distillation (e), and the evaluation of each arm's model (an adapter is merged onto its base).
+    What equals a stage planned in the same call (`planned`) is not repeated: generate, sft, grpo (the teacher's
+    GRPO, and GRPO (c) as before), kd, eval of model.name."""
+    cfg, arms = ctx.cfg, [a for a in ARMS if a in ctx.cfg.compare.arms]
+    c, max_tokens = cfg.compare, cfg.generate.sampling.max_tokens
+    stages = dict.fromkeys(s for arm in arms for s in stages_of(arm, c.teacher_from, c.match_budget))
     parts = []
-    if arms & {"distill", "distill_rl"} and "generate" not in planned:
-        parts.append(StagePlan("compare/generate"))
-        plan_engine(ctx, parts[-1], "generate", teacher_name(cfg), max_tokens, "generate.sampling.max_tokens")
-    if arms & {"distill", "distill_rl"} and "sft" not in planned:
-        parts.append(StagePlan("compare/sft", problems=sft_conventions(cfg, ctx.hw, ctx.review)))
-        plan_sft(ctx, parts[-1])
-    # grpo.compare gives GRPO the teacher's prompts (grpo.compare.same_prompts) and the R1 template.
+    # grpo.compare gives GRPO and KD the teacher's prompts and GRPO the R1 template (grpo.compare.stages).
     student = dataclasses.replace(
         cfg.grpo, target="student", template="r1", init_from=None, prompts=cfg.generate.prompts
     )
-    if "rl" in arms and "grpo" not in planned:
-        parts.append(
-            StagePlan("compare/grpo (c)", problems=grpo_conventions(cfg, ctx.hw, "compare/grpo (c)", ctx.review))
-        )
-        plan_grpo(ctx, parts[-1], student)
-    if "distill_rl" in arms:
-        sft_tokens = (cfg.sft.max_length or sft_prompt(ctx) + max_tokens) - sft_prompt(ctx)
-        trained = min(sft_tokens, max_tokens) if cfg.sft.dataset is None else sft_tokens
-        parts.append(StagePlan("compare/grpo (d)"))
-        plan_grpo(ctx, parts[-1], student, adapter_on=sft_base(cfg), trained=trained)
-    if arms & {"distill", "distill_rl"} and arms & {"base", "rl"} and sft_base(cfg) != cfg.model.name:
+    for name in stages:
+        how = STAGE[name].planned_as
+        if STANDALONE.get(how) in planned:
+            continue
+        part = StagePlan(f"compare/{name}")
+        if how == "generate":
+            plan_engine(ctx, part, "generate", teacher_name(cfg), max_tokens, "generate.sampling.max_tokens")
+        elif how == "sft":
+            part.problems += sft_conventions(cfg, ctx.hw, ctx.review)
+            plan_sft(ctx, part)
+        elif how == "grpo_student":
+            part.problems += grpo_conventions(cfg, ctx.hw, part.stage, ctx.review)
+            plan_grpo(ctx, part, student)
+        elif how == "grpo_on_sft":
+            sft_tokens = (cfg.sft.max_length or sft_prompt(ctx) + max_tokens) - sft_prompt(ctx)
+            trained = min(sft_tokens, max_tokens) if cfg.sft.dataset is None else sft_tokens
+            plan_grpo(ctx, part, student, adapter_on=sft_base(cfg), trained=trained)
+        elif how == "grpo_teacher":  # the recipe's own grpo section, R1-Zero on model.name
+            part.problems += grpo_conventions(cfg, ctx.hw, part.stage, ctx.review)
+            plan_grpo(ctx, part, dataclasses.replace(cfg.grpo, target="teacher", init_from=None))
+        elif how == "kd":  # the RL-made teacher does not exist yet: its base model stands for it
+            kd = dataclasses.replace(cfg.kd, init_from=None, prompts=cfg.generate.prompts)
+            plan_kd(ctx, part, kd, teacher=teacher_name(cfg) if c.teacher_from == "given" else cfg.model.name)
+        parts.append(part)
+    if {"distill", "distill_rl"} & set(arms) and {"base", "rl", "kd"} & set(arms) and sft_base(cfg) != cfg.model.name:
         sp.problems.append(
             problem(
                 f"compare: arms (b, d) distill into sft.init_from={cfg.sft.init_from} (arm (d) trains its adapter on "
-                f"that base) but arms (a, c) use model.name={cfg.model.name}: the arms do not share one student",
+                f"that base) but arms (a, c, e) use model.name={cfg.model.name}: the arms do not share one student",
                 "model.name",
                 "sft.init_from",
             )
         )
     models: dict[str, list[str]] = {}
-    for arm, letter, model in (
-        ("base", "a", cfg.model.name),
-        ("distill", "b", sft_base(cfg)),
-        ("rl", "c", cfg.model.name),
-        ("distill_rl", "d", sft_base(cfg)),
-    ):
-        if arm in arms and not (model == cfg.model.name and "eval" in planned):
-            models.setdefault(model, []).append(letter)
+    for arm in arms:  # an arm's model is an adapter on its student's base: that base is what the engine loads
+        model = sft_base(cfg) if arm in ("distill", "distill_rl") else cfg.model.name
+        if not (model == cfg.model.name and "eval" in planned):
+            models.setdefault(model, []).append(ARM[arm].letter)
     for model, letters in models.items():
         parts.append(StagePlan(f"compare/eval ({', '.join(letters)})"))
         plan_engine(
@@ -231,6 +245,8 @@ def plan_stage(
         if review and not (set(BATCH_KEYS) | {"hardware.processes.grpo"}) & overridden:
             sp.problems += recipe_batch_comment(cfg, hw)
         plan_grpo(ctx, sp)
+    elif stage == "kd":
+        plan_kd(ctx, sp, teacher=kd_teacher(cfg))
     else:
         plan_compare(ctx, sp, planned)
     return sp

@@ -1,0 +1,230 @@
+"""Running the comparison: each arm's missing stages as processes (in the stage table's order), the evaluations, then
+the rows the report is made of.
+
+Every stage runs as its own `python -m <module> recipe=<root>/stages/<name>.yaml` process (so each frees its engine's
+memory, shows its own progress and resumes itself after a crash), writing under <output_dir>/compare/<run_name>/. A
+stage that finished is recorded in `stages.json` and not run again (compare.resume).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from distill import cli
+from distill.compare_table import ARM, ARMS, GRPO_ARMS, LABELS, STAGE, STAGES, stages_of, taught
+from distill.config import Config
+from distill.errors import UserError
+from grpo.compare.accounting import Accounts, read_jsonl, sized_eval
+from grpo.compare.stages import Layout, stage_config, write_settings
+
+
+class StageError(UserError, RuntimeError):
+    """A stage's process failed; the message names the command to rerun it alone."""
+
+
+def _run_stage(command: list[str], stdout=None) -> tuple[int, str | None]:
+    """Run a stage, passing its stderr through (progress bars, its summary) and its stdout to `stdout` (a file; None:
+    this process's); its exit status and its last `error:` line, which the comparison's own error repeats."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    tail = b""
+    while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+        tail = (tail + chunk)[-(1 << 14) :]
+    proc.stderr.close()
+    errors = [
+        line.split(": error: ", 1)[1] for line in tail.decode("utf-8", "replace").splitlines() if ": error: " in line
+    ]
+    return proc.wait(), errors[-1].strip() if errors else None
+
+
+class Comparison:
+    """The run folder, its ledger of finished stages, and the stage processes that fill it."""
+
+    def __init__(self, cfg: Config) -> None:
+        if cfg.compare.min_detectable is not None:
+            cfg = sized_eval(cfg)  # the question decides the eval's size, whatever the eval section says
+        self.cfg = cfg
+        self.layout = Layout(cfg)
+        self.root = self.layout.root
+        self.ledger_path = self.root / "stages.json"
+        self.ledger: dict[str, dict] = {}
+        if cfg.compare.resume and self.ledger_path.is_file():
+            self.ledger = json.loads(self.ledger_path.read_text())
+        self.accounts = Accounts(cfg, self.layout, self.ledger)
+
+    def settings(self, stage: str, models: list[str] | None = None) -> Config:
+        """A stage's resolved settings; a budgeted stage's FLOP budget read from the finished distillation stages."""
+        budget = None
+        if STAGE[stage].budgeted and self.cfg.compare.match_budget:
+            budget = float(f"{self.accounts.distill_flops():.6g}")
+        return stage_config(self.cfg, self.layout, stage, budget, models)
+
+    def run(self, name: str, models: list[str] | None = None) -> dict:
+        """Runs stage `name` once with its settings file; a finished run is taken from the ledger."""
+        if name in self.ledger:
+            return self.ledger[name]
+        settings = write_settings(self.settings(name, models), self.layout.settings_file(name))
+        command = [sys.executable, "-m", STAGE[name].module, f"recipe={settings}"]
+        # A stage's stdout (TRL's per-step log lines, its own table) goes to a file: the comparison's stdout is the
+        # report's table alone.
+        out = self.root / "logs" / f"{name}.stdout"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"grpo.compare: [{name}] {' '.join(command[1:])}  (stdout: {out})", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        with out.open("w") as stdout:
+            code, last_error = _run_stage(command, stdout)
+        if code != 0:
+            why = f": {last_error}" if last_error else ""
+            raise StageError(
+                f"stage {name} failed (exit {code}){why}; rerun it alone with: python {' '.join(command[1:])}"
+            )
+        self.ledger[name] = {"command": " ".join(command[1:]), "wall_s": round(time.perf_counter() - start, 1)}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ledger_path.write_text(json.dumps(self.ledger, indent=2) + "\n")
+        return self.ledger[name]
+
+    def train_arm(self, arm: str) -> None:
+        c = self.cfg.compare
+        for stage in stages_of(arm, c.teacher_from, c.match_budget):
+            self.run(stage)
+
+    def evaluations(self, arms: list[str]) -> list[tuple[str, str]]:
+        """(run name, model) of every evaluation: each arm's final model, then the budget sweep's checkpoints."""
+        finals = [(arm, self.layout.model_of(arm)) for arm in arms]
+        return finals + [
+            (sweep_name(arm, fraction), str(self.layout.train_dir(arm) / f"checkpoint-{step}"))
+            for arm in arms
+            for fraction, step in self.sweep_points(arm)
+        ]
+
+    def evaluate(self, arms: list[str]) -> None:
+        """The evaluations in one distill.eval stage (eval.models) -- two with compare.context_problems, whose rows
+        see fewer problems: the student's fine-tunes and checkpoints share one vLLM engine, which reloads weights in
+        place instead of starting again for each (~30 s a start on CPU). Only the models without results run: a
+        resumed comparison, or one given a new arm."""
+        c, evaluations = self.cfg.compare, self.evaluations(arms)
+        context = [e for e in evaluations if c.context_problems and is_context(e[0])]
+        for stage, group in (("eval", [e for e in evaluations if e not in context]), ("eval_context", context)):
+            todo = [(n, m) for n, m in group if not (c.resume and (self.root / "eval" / n / "results.json").is_file())]
+            if todo:
+                self.ledger.pop(stage, None)  # run again for the models it lacks
+                self.run(stage, [f"{name}={model}" for name, model in todo])
+
+    def sweep_points(self, arm: str) -> list[tuple[float, int]]:
+        """(fraction, step) of each sweep checkpoint the arm's last training stage saved before its final step, from
+        its save_fractions.json (distill.compute.SaveAtFractions); the final model is the arm's own row."""
+        if arm in ("base", "teacher") or not self.cfg.compare.sweep:
+            return []
+        from distill.compute import SaveAtFractions
+
+        folder = self.layout.train_dir(arm)
+        marks = folder / SaveAtFractions.FILE
+        final = max((m["step"] for m in read_jsonl(folder / "metrics.jsonl")), default=0)
+        saved = json.loads(marks.read_text()) if marks.is_file() else {}
+        points = {}
+        for fraction, step in sorted(saved.items(), key=lambda kv: float(kv[0])):
+            if step < final and (folder / f"checkpoint-{step}").is_dir():
+                points.setdefault(step, float(fraction))  # two marks on one step: one checkpoint, the first mark
+        return sorted((f, step) for step, f in points.items())
+
+    def results(self, arm: str) -> dict:
+        return json.loads((self.root / "eval" / arm / "results.json").read_text())
+
+    def problem_scores(self, arm: str) -> dict[str, dict[str, float]]:
+        """Benchmark -> problem id -> the arm's pass@1 on it (its share of correct samples), from distill.eval's
+        samples.jsonl: what the paired statistics compare."""
+        verdicts: dict[str, dict[str, list[bool]]] = {}
+        for s in read_jsonl(self.root / "eval" / arm / "samples.jsonl"):
+            verdicts.setdefault(s["benchmark"], {}).setdefault(s["id"], []).append(s["verdict"] == "correct")
+        return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
+
+    def rows(self, arms: list[str]) -> dict[str, dict]:
+        """The report's rows: each arm's final model, then the budget sweep's points, each a row of its own marked
+        with the arm it samples."""
+        rows = {
+            arm: {
+                "label": LABELS[arm],
+                "model": self.layout.model_of(arm),
+                "compute": self.accounts.compute(arm).to_dict(),
+                "results": self.results(arm),
+                "problem_scores": self.problem_scores(arm),
+                "grpo_metrics": (
+                    read_jsonl(self.layout.train_dir(arm) / "metrics.jsonl") if arm in GRPO_ARMS else None
+                ),
+            }
+            for arm in arms
+        }
+        for arm in arms:
+            for fraction, step in self.sweep_points(arm):
+                name = sweep_name(arm, fraction)
+                rows[name] = {
+                    "label": f"({ARM[arm].letter}) at {fraction:.0%} of its run (step {step})",
+                    "sweep_of": arm,
+                    "fraction": fraction,
+                    "step": step,
+                    "model": str(self.layout.train_dir(arm) / f"checkpoint-{step}"),
+                    "compute": self.accounts.compute(arm, upto=step).to_dict(),
+                    "results": self.results(name),
+                    "problem_scores": self.problem_scores(name),
+                }
+        return rows
+
+
+def is_context(name: str) -> bool:
+    """A row that gives the comparison its context rather than one of its answers: the student as is, the teacher,
+    a budget sweep's checkpoint (compare.context_problems)."""
+    return name in ("base", "teacher") or "@" in name
+
+
+def sweep_name(arm: str, fraction: float) -> str:
+    """A sweep point's evaluation and row name: the arm at a fraction of its run (rl@0.5)."""
+    return f"{arm}@{fraction:g}"
+
+
+def compare(cfg: Config) -> Path:
+    """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder."""
+    from grpo.compare.report import write_report
+
+    run = Comparison(cfg)
+    arms = [a for a in ARMS if a in cfg.compare.arms]
+    if cfg.compare.teacher_from == "rl" and any(taught(a) for a in arms):
+        arms.append("teacher")  # made first by the taught arms' stages; evaluated like an arm, reported apart
+    for arm in arms:
+        run.train_arm(arm)
+    run.evaluate(arms)
+    return write_report(cfg, run.rows(arms), run.root / "report")
+
+
+SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO, on-policy KD."
+
+
+def help_summary() -> str:
+    """--help's summary: the arms and the stages they run, from the stage table."""
+    arms = [f"  {a.name:<11}({a.letter}) {a.label.split(') ', 1)[1]}: {', '.join(stages_of(a.name)) or 'no training'}"
+            for a in ARM.values()]  # fmt: skip
+    stages = [f"  {s.name:<16}python -m {s.module:<17}{s.help}" for s in STAGES]
+    arms_line = "arms (compare.arms; row (t) with compare.teacher_from=rl) and the stages each runs:"
+    return "\n".join([SUMMARY, "", arms_line, *arms, "", "stages:", *stages])
+
+
+def _compare(cfg: Config, argv: list[str]) -> int:
+    report = compare(cfg)
+    table = (report / "table.md").read_text()
+    # The table and its reading, without the markdown image links (their files are listed below).
+    print("\n".join(line for line in table.splitlines() if not line.startswith("![")).rstrip() + "\n")
+    print(f"report: {report / 'table.md'}")
+    for name in ("accuracy_vs_compute.png", "grpo_response_length.png", "compare.json"):
+        print(f"        {report / name}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    sections = ("compare", *dict.fromkeys(s.section for s in STAGES))
+    return cli.run("grpo.compare", help_summary(), sections, argv, _compare, stage="compare")

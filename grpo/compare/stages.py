@@ -1,0 +1,128 @@
+"""Each stage's settings: the comparison's resolved config with that stage's part set, written as a YAML file the
+stage loads like a recipe (`python -m distill.sft recipe=<root>/stages/sft.yaml`).
+
+A stage gets whole sections, not hand-built `key=value` strings: the GRPO and KD arms get the teacher's very
+PromptSource (a field added to it reaches them without a change here). Building a stage's settings runs nothing:
+the budget a stage is given (what distillation spent) is an argument, computed by grpo.compare.run once the stages
+it needs have finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from distill.compare_table import ARM, STAGE, TEACHER_STAGE
+from distill.config import Config, teacher_name
+
+
+def _name(stage: str) -> str:
+    """The run name (or dataset name) a stage's output folder ends in: the table's `produces`."""
+    return Path(STAGE[stage].produces).name
+
+
+class Layout:
+    """Where each stage of one comparison writes, from the stage table's `produces`, under <output_dir>/compare/
+    <run_name>/ (compare.run_name, default the recipe's name)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.output_dir) / "compare" / (cfg.compare.run_name or cfg.recipe)
+
+    def folder(self, stage: str) -> Path:
+        return self.root / STAGE[stage].produces
+
+    @property
+    def dataset(self) -> Path:
+        return self.folder("generate")
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.folder("sft")
+
+    def grpo_dir(self, arm: str) -> Path:
+        return self.train_dir(arm)
+
+    @property
+    def kd_dir(self) -> Path:
+        return self.folder("kd")
+
+    def train_dir(self, arm: str) -> Path:
+        """The folder of the stage that trains an arm's model (the last of its stages)."""
+        return self.folder(ARM[arm].stages[-1])
+
+    @property
+    def teacher(self) -> str:
+        """The teacher every taught arm learns from: the RL-trained one (teacher_from=rl), or the given one."""
+        if self.cfg.compare.teacher_from == "rl":
+            return str(self.folder(TEACHER_STAGE))
+        return teacher_name(self.cfg)
+
+    def model_of(self, arm: str) -> str:
+        """What distill.eval loads for an arm: the student, or the adapter (merged/ when SFT wrote one)."""
+        if arm == "base":
+            return self.cfg.model.name
+        if arm == "distill":
+            merged = self.sft_dir / "merged"
+            return str(merged if merged.is_dir() else self.sft_dir)
+        return str(self.train_dir(arm))
+
+    def settings_file(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.yaml"
+
+
+def _swept(cfg: Config, section) -> object:
+    """With compare.sweep, a training stage checkpoints at those fractions of its run and keeps them all."""
+    if not cfg.compare.sweep:
+        return section
+    return dataclasses.replace(section, save_fractions=list(cfg.compare.sweep), save_total_limit=None)
+
+
+def stage_config(
+    cfg: Config, layout: Layout, stage: str, budget: float | None = None, models: list[str] | None = None
+) -> Config:
+    """The settings `stage` runs with: `cfg` (the comparison's, resolved) with output_dir the comparison's root and
+    the stage's own section set. `budget`: FLOPs a budgeted stage may spend (compare.match_budget); `models`: the
+    eval stages' NAME=MODEL entries."""
+    c, replace = cfg.compare, dataclasses.replace
+    out = replace(cfg, output_dir=str(layout.root))
+    if stage == "generate":
+        teacher = layout.teacher if c.teacher_from == "rl" else cfg.generate.teacher
+        # card_dir relative to output_dir (the root): distill.config.card_dir joins them once.
+        generate = replace(cfg.generate, dataset_name=_name(stage), card_dir="data_cards", push_to_hub=False)
+        return replace(out, generate=replace(generate, teacher=teacher))
+    if stage == "sft":
+        sft = replace(cfg.sft, dataset=str(layout.dataset), run_name=_name(stage))
+        return replace(out, sft=_swept(cfg, sft))
+    if stage == TEACHER_STAGE:  # R1-Zero on the teacher: the recipe's own grpo section and prompts
+        steps = cfg.grpo.max_steps if c.teacher_max_steps is None else c.teacher_max_steps
+        grpo = replace(cfg.grpo, target="teacher", run_name=_name(stage), init_from=None, max_steps=steps)
+        return replace(out, grpo=grpo)
+    prompts = replace(cfg.generate.prompts)  # the prompts the teacher was given
+    if stage == "kd":
+        steps = cfg.kd.max_steps if c.kd_max_steps is None else c.kd_max_steps
+        kd = replace(cfg.kd, teacher=layout.teacher, run_name=_name(stage), init_from=None, prompts=prompts)
+        kd = replace(kd, max_steps=steps, max_flops=cfg.kd.max_flops if budget is None else budget)
+        return replace(out, kd=_swept(cfg, kd))
+    if stage in ("grpo_rl", "grpo_distill_rl"):
+        steps = cfg.grpo.max_steps if c.grpo_max_steps is None else c.grpo_max_steps
+        init = str(layout.sft_dir) if stage == "grpo_distill_rl" else None
+        grpo = replace(cfg.grpo, target="student", template="r1", prompts=prompts, run_name=_name(stage))
+        grpo = replace(
+            grpo, init_from=init, max_steps=steps, max_flops=cfg.grpo.max_flops if budget is None else budget
+        )
+        return replace(out, grpo=_swept(cfg, grpo))
+    if stage in ("eval", "eval_context"):
+        limit = c.context_problems if stage == "eval_context" else cfg.eval.prompts.limit
+        evaluation = replace(cfg.eval, models=list(models or []), prompts=replace(cfg.eval.prompts, limit=limit))
+        return replace(out, eval=evaluation)
+    raise KeyError(f"no settings for stage {stage!r}: add it to grpo.compare.stages.stage_config")
+
+
+def write_settings(cfg: Config, path: Path) -> Path:
+    """`cfg` as a recipe file (dataclasses -> dict -> YAML) that distill.config.load_config reads back."""
+    from omegaconf import OmegaConf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    return path
