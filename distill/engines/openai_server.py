@@ -6,6 +6,12 @@ from an environment variable (vLLM servers started without --api-key accept any 
 
 Each sample is its own request with its own seed (not `n=` in one request): every server and API supports it, the
 load spreads evenly over the fleet, and one prompt's samples do not depend on which server answered first.
+
+A server that cannot be reached (refused, reset, killed mid-request) is taken out of the fleet for the rest of the
+call and its requests go to the others: with a seed per sample, the retry on another server of the same model
+returns what the lost one would have. Only when no server is left does the call fail; what a stage journaled
+before that is kept, and its rerun resumes. `dispatched` counts the requests sent to each server and `failed_over`
+the requests moved to another one.
 Reasoning that a server returns apart from the answer (`reasoning_content` from DeepSeek's API, `reasoning` from
 vLLM's reasoning parsers) is put back into a `<think>` block, so verifiers see the same text as from vLLM offline.
 """
@@ -13,9 +19,22 @@ vLLM's reasoning parsers) is put back into a `<think>` block, so verifiers see t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections import Counter
 
 from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
+
+log = logging.getLogger(__name__)
+BACKOFF_SECONDS = 0.5  # the first retry's wait; doubled each time, at most 8 s
+
+
+def _retryable(error) -> bool:
+    return error.status_code == 429 or error.status_code >= 500
+
+
+class FleetDown(ConnectionError):
+    """No server of the fleet can be reached."""
 
 
 class OpenAISampler:
@@ -33,16 +52,19 @@ class OpenAISampler:
         self.urls, self.model = list(urls), model
         self.api_key = os.environ.get(api_key_env) or "EMPTY"
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.dispatched: Counter = Counter()  # url -> requests sent there (every try)
+        self.failed_over = 0  # requests moved to another server after theirs could not be reached
 
     def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
         return asyncio.run(self._sample_all(requests, params))
 
     async def _sample_all(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
-        from openai import AsyncOpenAI
+        from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI
 
+        # Retries are ours (max_retries=0 for the client): a connection error fails over at once (see the module
+        # docstring), where the client would retry the dead server with backoff; 5xx, 429 and timeouts back off.
         clients = [
-            AsyncOpenAI(base_url=url, api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries)
-            for url in self.urls
+            AsyncOpenAI(base_url=url, api_key=self.api_key, timeout=self.timeout, max_retries=0) for url in self.urls
         ]
         # One shared pool of slots; the server is chosen when a slot frees, not when the task is created (choosing
         # up front would split work evenly, so a slow server would hold its share while a fast one sits idle).
@@ -50,15 +72,33 @@ class OpenAISampler:
         # them, so the least-loaded server has fewer than `concurrency`: the per-server bound holds.
         slots = asyncio.Semaphore(self.concurrency * len(clients))
         in_flight = [0] * len(clients)
+        down: set[int] = set()
 
         async def one(request: Request, index: int) -> Sample:
             async with slots:
-                server = min(range(len(clients)), key=in_flight.__getitem__)
-                in_flight[server] += 1
-                try:
-                    return await self._complete(clients[server], request, params, request.seed + index)
-                finally:
-                    in_flight[server] -= 1
+                tries = 0
+                while True:
+                    alive = [i for i in range(len(clients)) if i not in down]
+                    if not alive:
+                        raise FleetDown(f"no server of {', '.join(self.urls)} can be reached")
+                    server = min(alive, key=in_flight.__getitem__)
+                    in_flight[server] += 1
+                    self.dispatched[self.urls[server]] += 1
+                    try:
+                        return await self._complete(clients[server], request, params, request.seed + index)
+                    except (APITimeoutError, APIStatusError) as e:  # a live server's trouble: back off, try again
+                        tries += 1
+                        if tries > self.max_retries or (isinstance(e, APIStatusError) and not _retryable(e)):
+                            raise
+                    except APIConnectionError as e:  # refused, reset, gone: another server takes it now
+                        if server not in down:
+                            log.warning("server %s cannot be reached (%s): out of the fleet", self.urls[server], e)
+                            down.add(server)
+                        self.failed_over += 1
+                        continue
+                    finally:
+                        in_flight[server] -= 1
+                    await asyncio.sleep(min(BACKOFF_SECONDS * 2 ** (tries - 1), 8.0))
 
         try:
             flat = await asyncio.gather(*(one(r, i) for r in requests for i in range(params.n)))

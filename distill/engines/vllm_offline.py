@@ -15,15 +15,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _cpu_defaults() -> None:
-    # Without a KV-cache size vLLM-CPU sizes it per NUMA node and fails to start on small machines; its default thread
-    # binding puts all compute on one core. setdefault: a user's own values win.
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+def cpu_defaults() -> dict[str, str]:
+    """vLLM-CPU's environment for an engine (in this process or a server's)."""
     cores = os.cpu_count() or 1
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
-    # vLLM-CPU's worker process does not exit after its shutdown request, so every close waited out the 5 s grace
-    # before the kill. Sampling is over by then and nothing is left to save: wait 1 s.
-    os.environ.setdefault("VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", "1")
+    # Without a KV-cache size vLLM-CPU sizes it per NUMA node and fails to start on small machines; its default thread
+    # binding puts all compute on one core. vLLM-CPU's worker process does not exit after its shutdown request, so
+    # every close waited out the 5 s grace before the kill: sampling is over by then and nothing is left to save.
+    return {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
+            "VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS": "1"}  # fmt: skip
+
+
+def _cpu_defaults() -> None:
+    for key, value in cpu_defaults().items():  # setdefault: a user's own values win
+        os.environ.setdefault(key, value)
 
 
 class VLLMSampler:

@@ -92,3 +92,23 @@ def test_finish_reason_length_is_carried_through(fake_server):
 def test_no_urls_is_an_error():
     with pytest.raises(ValueError, match="engine.urls"):
         OpenAISampler([], "teacher")
+
+
+def test_a_server_that_cannot_be_reached_leaves_the_fleet_and_nothing_is_lost(fake_server):
+    live, dead = fake_server(delay=0.01), fake_server()
+    dead.stop()  # its port now refuses connections
+    s = sampler(dead, live)
+    results = s.sample(requests(6), SamplingConfig(n=2))
+    assert [[x.text for x in group] for group in results] == [
+        [f"problem {i}|seed={100 * i + k}" for k in range(2)] for i in range(6)
+    ]
+    assert s.dispatched[live.url] == 12 and s.dispatched[dead.url] == s.failed_over >= 1
+
+
+def test_no_server_left_is_one_clear_error(fake_server):
+    from distill.engines.openai_server import FleetDown
+
+    dead = fake_server()
+    dead.stop()
+    with pytest.raises(FleetDown, match="can be reached"):
+        sampler(dead).sample(requests(1), SamplingConfig(n=1))
