@@ -17,16 +17,36 @@ Policy (followed exactly; each line has a test in tests/verifiers/test_math.py):
   is a reward hack. (This replaced the rule "box a multi-part answer as one".)
 * Lists are not numbers. A comma then a space separates list items: `32, 349` is a list, never 32349. A comma
   between groups of three digits, with no space, is a thousands separator (`1,000`, `32,349`, MATH's `32,\\! 349`;
-  SI's `1 000` too), in the gold as in the prediction. A plain number never matches a list (`-2100`, `3125`,
-  `10100` against `-2, 100`, `3, 125`, `10, 100`), and there is no decimal comma (`1,22` is a list).
-* Equations. `x = 3` counts against `3` where the gold is not an equation, but only a name may stand left of the
-  `=` that is dropped (`x`, `a_n`, `\\theta`, `\\text{area}`, `f(x)`, `(x, y)`): `2+2=5`, `1=2=3=4=5` and
+  SI's `1 000` too), in the gold as in the prediction (such a gold is one number, never split into boxes). A plain
+  number never matches a list (`-2100`, `3125`, `10100` against `-2, 100`, `3, 125`, `10, 100`), and there is no
+  decimal comma (`1,22` is a list) but after a lone 0 (`0,111` is 0.111: no whole number is written so).
+* One answer, one reading: no prediction may match two golds that differ only by how the prediction is read.
+  - Percent: a `%` (`\\%`, `percent`, `pct`) is the number as written, in the gold as in the prediction: `50\\%`
+    matches 50 and `50\\%`, never 0.5 or `\\frac12`; and 0.5 does not match a `50\\%` gold. (The conformance cases
+    label `28` right for `28\\%` and `20 \\%` right for 20; none asks for the fraction reading.)
+  - Hedged text: text after the answer is dropped only when it is a unit (`5\\text{ cm}^2`, `10 cm^2`, `10 m^2`,
+    `4\\text{ square units}`). A hedging word (`or`, `maybe`, `either`, ...) or a `\\text{}` holding a number beside
+    the answer's own (`3\\text{ (or 5)}`, `5\\text{ cm or }6\\text{ cm}`, `3\\text{ (5)}`) is a second candidate: wrong,
+    whichever candidate the gold is, unless the gold is a list (`x = 3 \\text{ or } x = 5` for `3, 5`).
+  - Numbers: two plain numbers are compared exactly, or, where one is written as a decimal, to 6 places *and* 6
+    significant digits (0.333333 is 1/3, but 5e-07 is not 3.54e-07). Scientific notation is exact (`3.54e-07`,
+    `3.54\\times10^{-7}`); an integer mantissa with a signed exponent (`2e-1`) is Euler's e, `2e - 1`.
+  - Degrees are a unit (`30^\\circ` is 30) except inside a trig argument, where they convert to radians
+    (`\\sin(90^\\circ - x)` is `\\cos x`, `\\sin 30^\\circ` is 1/2).
+  - Multiple choice: a gold `(D) Alina` / `C Cecile` / `\\textbf{(C) } 12` is its letter; the letter (`D`, `(D)`,
+    `D. Alina`) or the option's text alone (`Alina`) is right; a different letter is wrong whatever text follows;
+    two letters (`B and C`) are no single choice.
+  - Plain text reads as LaTeX (`pi/2`, `exp(16)`, `sqrt(2)`, `-2*pi`, `2**3`), in the gold as in the prediction; a
+    mixed number is a whole number and a proper fraction (`1 1/2`, `1\\frac{1}{2}`: 3/2); `i` (and `\\mathrm{i}`) is
+    the imaginary unit.
+* Equations. A chain in one box (`\\binom{5}{2} = 10`, `\\log_2 8 = 3`, `e^{i\\pi} = -1`) is the gold when every
+  member is, where the gold is not itself a relation; a leading name is dropped (`x`, `a_n`, `\\theta`,
+  `\\text{area}`, `f(x)`, `f(2)`, `(x, y)`): `x = 3` and `x = \\frac{6}{2} = 3` are 3, but `2+2=5`, `1=2=3=4=5` and
   `x = 4 = 5` are not 5.
 * Equivalence is mathematical: math-verify (latex2sympy + sympy) decides, after a cheap canonical-string fast
   path that also covers its gaps: fractions/decimals, radicals, polynomial identities, `\\dfrac`, `\\left`/`\\right`,
-  spacing, trailing units and `\\text{}`, thousands separators (also `1{,}000`, `1\\,000`; a parenthesised `(1,2)`
-  stays a tuple), degrees, percent (the sign may be dropped: `12.5\\%` matches 12.5, and math-verify's reading
-  0.125), dollar signs, intervals (open/closed ends matter), tuples (order matters), sets and lists (order does
+  spacing, units, thousands separators (also `1{,}000`, `1\\,000`; a parenthesised `(1,2)` stays a tuple), degrees,
+  percent, dollar signs, intervals (open/closed ends matter), tuples (order matters), sets and lists (order does
   not), matrices, multiple-choice letters (`(B)`, `\\text{(B)}`, `B`, `\\textbf{(B) } 12`). Gold answers may be bare
   LaTeX (`\\sqrt{18}`): they are parsed directly, not searched for.
 * Plain-number fallback (GSM8K style: the last number in the answer part, commas removed) only when
@@ -54,11 +74,25 @@ from latex2sympy2_extended.latex2sympy2 import NormalizationConfig, latex2sympy,
 from math_verify import verify
 from math_verify.grader import is_equation, is_relation, should_treat_as_complex
 from math_verify.parser import get_last_eq
-from sympy import Eq, Symbol, Tuple
+from sympy import Eq, I, Symbol, Tuple
 from sympy.core.function import AppliedUndef
 
 from distill.verifiers.base import Verdict, answer_part, correct, error, no_answer, wrong
 from distill.verifiers.latex import BOX_CMD, brace_args, closers, extract_boxed_answers, split_top, strip_parens, unbox
+from distill.verifiers.math_text import (
+    TEXT_WRAPPER,
+    choice,
+    close,
+    drop_percent,
+    drop_unit,
+    hedged,
+    mixed_numbers,
+    plain_to_latex,
+    scientific,
+    split_equals,
+    trig_degrees,
+    upright_constants,
+)
 
 __all__ = ["answer_key", "extract_boxed_answers", "last_number", "verify_math"]
 
@@ -78,23 +112,22 @@ _DELIMS = re.compile(
     r"\\\$|\$|\\displaystyle|\\(?:left|right)(?:\.|(?![a-zA-Z]))|(?<!\\)\\[,;:! ]|\\q?quad(?![a-zA-Z])|~"
 )
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree(?![a-zA-Z])|°")
-_TRAILING_PERCENT = re.compile(r"\\?%$")
-# Units: a \text{...} after a number or a closing brace, at the end, maybe squared: 5\text{ cm}^2 -> 5.
-_TRAILING_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}(?:\^\{?\d\}?)?$")
-_TEXT_WRAPPER = re.compile(r"\\(?:text(?:bf|it|rm|normal)?|mbox|math(?:rm|bf|it))\s*\{([^{}]*)\}")
 # A space matters only between two letters (\pi r) or two digits (1 2 is not 12).
 _SPACE = re.compile(r"(?<![A-Za-z\d]) | (?![A-Za-z\d])|(?<=[A-Za-z]) (?=\d)|(?<=\d) (?=[A-Za-z])")
+_DECIMAL_COMMA = re.compile(r"[-+]?0,\d+")  # 0,111 is 0.111: no whole number is written with a leading 0 group
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")  # SI style: 1 000 000
 _LISTED = re.compile(r",\s")  # a comma and a space separate the items of a list: `32, 349` is not 32349
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _SIMPLE_FRAC = re.compile(r"([-+]?)(\d*)(?:\\frac\{(\d+)\}\{(\d+)\}|(?<!\d)(\d+)/(\d+))")
-_INTEGER = re.compile(r"-?\d+")
 _RATIONAL = re.compile(r"-?\d+(?:/\d+)?")  # the canonical form of an exact number
-_INEXACT = re.compile(r"\.|%|percent")
+_INEXACT = re.compile(r"\.")  # a decimal may be rounded; a percent is its number as written, exact
 _CHOICE = re.compile(r"\(([A-E])\)(?![A-Za-z]).*|([A-E])", re.DOTALL)
-# `x =`, `a_n =`, `\\theta =`, `\\text{area} =` (unwrapped by then): a name, then one `=`.
-_ASSIGNMENT = re.compile(r"(?:[A-Za-z]+|\\[a-zA-Z]+)(?:_\{?\w+\}?)? ?= ?([^=]+)")
+# `x`, `a_n`, `\\theta`, `\\text{area}` (unwrapped by then), `\\angle ABC`: a name, which may stand left of a dropped `=`.
+_NAME = re.compile(r"(?:[A-Za-z]+|\\[a-zA-Z]+|m?\\angle ?[A-Z]{1,3})(?:_\{?\w+\}?)?")
+_ASSIGNMENT = re.compile(rf"{_NAME.pattern} ?= ?([^=]+)")
+# A gold that is itself a relation keeps its `=`: no chain reading of the prediction then.
+_RELATION = re.compile(r"[=<>]|\\(?:le|ge|leq|geq|neq|ne|approx|in)(?![a-zA-Z])")
 # Minerva's format, for a completion without a box: "Final Answer: The final answer is $10,455$. I hope it is ..."
 _FINAL_ANSWER = re.compile(r"final answer is:?\s*\$\$?([^$]{1,1000})\$", re.IGNORECASE)  # bounded: linear scan
 _QUAD = re.compile(r"^\\q?quad")  # `x_1 = 1,\quadx_2 = 2`: a list gold whose items are spaced by \quad
@@ -106,21 +139,25 @@ _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.
 @lru_cache(maxsize=8192)
 def _prenormalize(s: str) -> str:
     """Meaning-preserving LaTeX cleanup shared by the fast path and the sympy path."""
-    s = unbox(s.strip())
+    s = upright_constants(plain_to_latex(unbox(s.strip())))
     s = _DFRAC.sub(r"\\frac", s).replace("{,}", ",")
     s = re.sub(r"\\!\s*", "", s)  # MATH's thousands: 32,\! 349
     s = _THOUSANDS_SPACE.sub("", s)
     s = brace_args(s).rstrip()
     if s[-1:] in (".", ",", ";", ":") and s[-2:-1] not in (".", "\\"):  # sentence punctuation: \boxed{5.}
         s = s[:-1].rstrip()
-    return s
+    return mixed_numbers(drop_percent(trig_degrees(s)))
 
 
 def _number(s: str, thousands: bool = True) -> Fraction | None:
     """The exact value of a plain number (12, -0.50, 1,000, 3/4, \\frac{3}{4}), or None."""
     try:
+        if _DECIMAL_COMMA.fullmatch(s):
+            return Fraction(s.replace(",", "."))
         if _DECIMAL.fullmatch(s) or (thousands and _THOUSANDS.fullmatch(s)):
             return Fraction(s.replace(",", ""))
+        if (value := scientific(s)) is not None:
+            return value
         if m := _SIMPLE_FRAC.fullmatch(s):  # whole part: a mixed number 3\frac{1}{2}, as latex2sympy reads it
             sign, whole, *parts = m.groups()
             num, den = (parts[0], parts[1]) if parts[0] is not None else (parts[2], parts[3])
@@ -137,10 +174,8 @@ def _canon(s: str, drop_name: bool = False) -> str:
     drop_name: `x = 3` -> `3` (for a prediction where the gold is not itself an equation).
     """
     s = _DELIMS.sub(" ", _prenormalize(s))
-    s = _DEGREE.sub("", s).strip()
-    s = _TRAILING_PERCENT.sub("", s).strip()
-    s = _TRAILING_UNIT.sub("", s)
-    s = re.sub(r"\s+", " ", _TEXT_WRAPPER.sub(r"\1", s)).strip()
+    s = drop_unit(_DEGREE.sub("", s).strip())
+    s = re.sub(r"\s+", " ", TEXT_WRAPPER.sub(r"\1", s)).strip()
     if drop_name and (m := _ASSIGNMENT.fullmatch(s)):
         s = m.group(1).strip()
     if _SPACED_THOUSANDS.fullmatch(s):
@@ -160,7 +195,7 @@ def _to_sympy(latex: str, gold: bool = False):
 
     A gold that does not parse whole is tried as its last `= ...` part (`1 = \\zzz = x = 0`); a prediction is not.
     """
-    text = normalize_latex(_prenormalize(latex), _NORMALIZATION)
+    text = normalize_latex(drop_unit(_prenormalize(latex)), _NORMALIZATION)
     for candidate in dict.fromkeys((text, get_last_eq(text) if gold else text)):
         try:
             real = not should_treat_as_complex(candidate)
@@ -171,8 +206,11 @@ def _to_sympy(latex: str, gold: bool = False):
 
 
 def _is_name(expr) -> bool:
-    """A variable (`x`, `a_n`, `\\text{area}`) or a function of variables (`f(x)`), not an expression (`2+2`)."""
-    if isinstance(expr, (AppliedUndef, Tuple)):  # f(x) =, (x, y) =
+    """A variable (`x`, `a_n`, `\\text{area}`) or a function at variables or numbers (`f(x)`, `f(2)`: the value
+    asked for), not an expression (`2+2`)."""
+    if isinstance(expr, AppliedUndef):  # f(x) =, f(2) =
+        return all(_is_name(a) or a.is_number for a in expr.args)
+    if isinstance(expr, Tuple):  # (x, y) =
         return all(_is_name(a) for a in expr.args)
     return isinstance(expr, Symbol)
 
@@ -185,24 +223,77 @@ def _is_number_vs_list(gold_canon: str, pred_canon: str) -> bool:
     )
 
 
+def _plain(s: str) -> str:
+    """The answer as plain words: delimiters and \\text wrappers gone, spaces collapsed."""
+    s = TEXT_WRAPPER.sub(r"\1", _DELIMS.sub(" ", _prenormalize(s)))
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def _choice_verdict(gold: str, pred: str) -> bool | None:
+    """For a multiple-choice gold (`B`, `(D) Alina`, `C Cecile`): the letter decides, or the option's text alone;
+    a different letter is wrong whatever text follows it. None when the gold is not a choice."""
+    if (gold_choice := choice(_plain(gold))) is None:
+        return None
+    letter, text = gold_choice
+    if (pred_choice := choice(_plain(pred))) is None:
+        return bool(text) and _equivalent(text, pred)
+    return pred_choice[0] == letter and (not text or not pred_choice[1] or _equivalent(text, pred_choice[1]))
+
+
+def _is_name_text(member: str) -> bool:
+    """Whether member is a name (`x`, `a_n`, `\\text{area}`, `f(x)`, `(x, y)`) that may stand left of an `=`."""
+    canon = _canon(member)
+    if _NAME.fullmatch(canon):
+        return True
+    if canon.startswith("(") and canon.endswith(")"):  # (x, y) =: latex2sympy reads (x, y) as an open interval
+        return all(_NAME.fullmatch(name) for name in split_top(canon[1:-1]))
+    expr = _to_sympy(member)
+    return expr is not None and _is_name(expr)
+
+
+def _chain_verdict(gold: str, pred: str) -> bool | None:
+    """A chain (`\\binom{5}{2} = 10`, `x = 2 + 3 = 5`) is the gold when every member is, but a leading name; None
+    when pred is no chain (or a list with `=` in it: `x = 1, y = 2`) or the gold is itself a relation."""
+    if _RELATION.search(gold) or hedged(pred):  # `x = 3 \\text{ or } x = 5` is a list of roots, not a chain
+        return None
+    members = split_equals(_DELIMS.sub(" ", _prenormalize(pred)))
+    if len(members) < 2 or not all(members) or any(len(split_top(m)) > 1 for m in members):
+        return None
+    if _is_name_text(members[0]):
+        members = members[1:]
+    return all(_equivalent(gold, m) for m in members)
+
+
+def _with_imaginary_unit(expr):
+    """`i` read as the imaginary unit (latex2sympy leaves it a plain symbol, so e^{i\\pi} was never -1)."""
+    try:
+        unit = [s for s in expr.free_symbols if s.name == "i"]
+        return expr.subs({s: I for s in unit}) if unit else expr
+    except Exception:  # an object without free symbols or one sympy cannot substitute into: leave it
+        return expr
+
+
 @lru_cache(maxsize=8192)
 def _equivalent(gold: str, pred: str) -> bool:
     """Whether the answer pred is equivalent to gold: canonical strings first, then math-verify on sympy."""
+    if hedged(_prenormalize(pred)) and not hedged(_prenormalize(gold)) and not _is_list(gold):
+        return False  # a second candidate for one answer: `3\\text{ (or 5)}` (roots joined by `or` make a list)
+    for rule in (_chain_verdict, _choice_verdict):  # the chain first: `x = \\text{(C)}` is the choice C
+        if (verdict := rule(gold, pred)) is not None:
+            return verdict
     gold_canon = _canon(gold)
     pred_canon = _canon(pred, drop_name="=" not in gold_canon)
     if gold_canon == pred_canon:
         return True
     if _is_number_vs_list(gold_canon, pred_canon):
         return False
-    if _INTEGER.fullmatch(gold_canon) and _INTEGER.fullmatch(pred_canon):
-        return False  # two different integers: no need for sympy (the common case in AIME/GSM8K-style data)
-    if _RATIONAL.fullmatch(gold_canon) and _RATIONAL.fullmatch(pred_canon) and not _INEXACT.search(gold + pred):
-        return False  # two different exact fractions; decimals and percents go to math-verify (0.333333 = 1/3)
-    if len(gold_canon) == 1 and gold_canon in "ABCDE" and _CHOICE.fullmatch(pred_canon):
-        return False  # a different multiple-choice letter
+    if _RATIONAL.fullmatch(gold_canon) and _RATIONAL.fullmatch(pred_canon):
+        # Two plain numbers are decided here: exact ones must be equal; a decimal may round (0.333333 for 1/3).
+        return _INEXACT.search(gold + pred) is not None and close(Fraction(gold_canon), Fraction(pred_canon))
     gold_expr, pred_expr = _to_sympy(gold, gold=True), _to_sympy(pred)
     if gold_expr is None or pred_expr is None:
         return False
+    gold_expr, pred_expr = _with_imaginary_unit(gold_expr), _with_imaginary_unit(pred_expr)
     if is_equation(pred_expr) and not is_relation(gold_expr):  # only a name may stand left of a dropped `=`
         if not (isinstance(pred_expr, Eq) and _is_name(pred_expr.lhs)):
             return False  # `2+2=5`, `1=2=3=4=5`, `x = 4 = 5` are not the answer 5
@@ -257,6 +348,8 @@ def _final_answers(completion: str, fallback_last_number: bool, max_chars: int |
 
 def _gold_parts(gold: str) -> tuple[list[str], bool]:
     """The items of a list, set or tuple gold and whether their order matters; ([gold], False) for one value."""
+    if _RATIONAL.fullmatch(_canon(gold)):  # one number, commas and all: 1,000 and 0,111 are not two items
+        return [gold], False
     s = _DELIMS.sub(" ", _prenormalize(gold)).strip()
     for opener in ("\\{", "{"):  # a set: \{1, 2\}, {1,2,3}
         if s.startswith(opener) and closers(s, "{", "}").get(len(opener) - 1) == len(s) - 1:
@@ -268,6 +361,12 @@ def _gold_parts(gold: str) -> tuple[list[str], bool]:
     if tuple_ and len(coordinates := split_top(s[1:-1])) > 1:  # ordered (not an interval with an infinite end)
         return coordinates, True
     return [gold], False
+
+
+def _is_list(gold: str) -> bool:
+    """Whether the gold is a list or set of several answers (not one value, not an ordered tuple)."""
+    parts, ordered = _gold_parts(gold)
+    return len(parts) > 1 and not ordered
 
 
 def _together(gold: str, answers: list[str]) -> bool:
