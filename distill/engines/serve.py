@@ -47,8 +47,11 @@ class ServerSpec:
     extra: tuple[str, ...] = ()
 
 
-def server_command(spec: ServerSpec, port: int, python: str = sys.executable) -> list[str]:
-    """The command line of one server on `port`."""
+def server_command(
+    spec: ServerSpec, port: int | str, python: str = sys.executable, cuda: bool | None = None
+) -> list[str]:
+    """The command line of one server on `port` (a number, or a shell variable in a job script). cuda: whether the
+    server has a GPU (default: whether this machine has one)."""
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.model, "--served-model-name",
            spec.served_name, "--host", spec.host, "--port", str(port), "--dtype", spec.dtype, "--seed", str(spec.seed),
            "--tensor-parallel-size", str(spec.tensor_parallel_size)]  # fmt: skip
@@ -56,7 +59,7 @@ def server_command(spec: ServerSpec, port: int, python: str = sys.executable) ->
         cmd += ["--max-model-len", str(spec.max_model_len)]
     if spec.reasoning_parser:
         cmd += ["--reasoning-parser", spec.reasoning_parser]
-    if not _cuda():
+    if not (_cuda() if cuda is None else cuda):
         cmd += ["--enforce-eager"]  # vLLM-CPU: eager is the faster mode and needs no triton
     return cmd + list(spec.extra)
 
