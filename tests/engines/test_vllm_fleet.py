@@ -69,7 +69,9 @@ def test_two_servers_share_the_load(fleet):
     results = sampler.sample(_requests(12), SamplingConfig(n=2, temperature=0.7, max_tokens=16))
     assert sum(len(g) for g in results) == 24
     counts = [sampler.dispatched[u] for u in fleet.urls]
-    assert sum(counts) == 24 and min(counts) >= 4, counts  # least-loaded dispatch used both
+    print(f"fleet: 24 requests dispatched {counts} over two servers")  # pytest -s shows the figures
+    # The first 2 x concurrency requests alternate (least loaded, ties to the first); the rest follow the servers' speed.
+    assert sum(counts) == 24 and min(counts) >= 2, counts
     assert sampler.failed_over == 0
 
 
@@ -124,6 +126,7 @@ def test_a_server_killed_mid_run_loses_nothing_and_a_rerun_resumes(fleet, tmp_pa
     thread.join(timeout=60)
     assert not healthy(fleet.urls[0]) and samplers[-1].failed_over >= 1
     assert samplers[-1].dispatched[fleet.urls[1]] > 0
+    print(f"fleet: server 0 killed; dispatched {dict(samplers[-1].dispatched)}, failed over {samplers[-1].failed_over}")
 
     def journal(root) -> dict:
         path = root / "datasets" / "teacher" / ".work" / "journal.jsonl"
