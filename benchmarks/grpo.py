@@ -64,7 +64,7 @@ def baseline(argv: list[str], out: Path) -> None:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from distill.config import load_config
+    from distill.recipes import load_config
     from distill.training.trainee import lora_config
     from distill.verifiers.pool import VerifierPool
     from grpo.monitor import Detector, GRPOMonitor
@@ -145,7 +145,7 @@ def summary(wall: float, rows: list[dict], out: Path) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from distill.config import load_config
+    from distill.recipes import load_config
 
     argv = [*DEFAULTS, *argv]
     cfg = load_config(argv)

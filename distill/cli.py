@@ -17,9 +17,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from distill.config import Config, ConfigError, help_text, load_config
-from distill.errors import UserError, first_line
-from distill.planning import PlanError
+from distill.config import Config
+from distill.errors import ConfigError, UserError, first_line
+from distill.planning.parts import PlanError
+from distill.recipes import help_text, load_config
 
 VERBOSE = "--verbose"
 # Libraries whose INFO/WARNING chatter belongs in the log file, not on the terminal.

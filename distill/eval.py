@@ -31,9 +31,10 @@ from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError
+from distill.config import Config, SamplingConfig
 from distill.engines import make_sampler as make_engine_sampler
-from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler, SamplingConfig
+from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler
+from distill.errors import ConfigError
 from distill.eval_sets import Benchmark, load_benchmark
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize

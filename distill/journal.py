@@ -8,7 +8,8 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
+from distill.errors import ConfigError
 
 
 def read_journal(path: Path) -> dict[str, dict]:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
+from distill.errors import ConfigError
 
 SUMMARY = "On-policy distillation (TRL's DistillationTrainer): the student samples, the teacher scores every token."
 # DistillationTrainer's logged keys that metrics.jsonl keeps, under the names distill.compute reads.

@@ -20,18 +20,11 @@ from __future__ import annotations
 
 import sys
 
-from distill.config import ConfigError, HardwareSection, available_recipes, load_config
-from distill.errors import UserError, first_line
-from distill.planning import (
-    PROMPT_TOKENS,
-    STAGES,
-    SYNTHETIC_PROMPT_TOKENS,
-    PlanError,
-    StagePlan,
-    check_before_load,
-    hardware_of,
-    plan,
-)
+from distill.config import HardwareSection
+from distill.errors import ConfigError, UserError, first_line
+from distill.planning import STAGES, check_before_load, hardware_of, plan
+from distill.planning.parts import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, PlanError, StagePlan
+from distill.recipes import available_recipes, load_config
 
 PROG = "distill.plan"
 SUMMARY = "Check a recipe's contexts, batch arithmetic, versions and memory per device before loading any model."

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 OVERRIDE_ENV = "DISTILL_CPU_BF16"
+# model.dtype's values (torch dtype names), and quant.compute_dtype's.
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:

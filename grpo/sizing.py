@@ -10,7 +10,8 @@ measured one, and the minimum detectable difference it implies).
 
 from __future__ import annotations
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
 from distill.metrics import problems_to_detect
 
 POWER = 0.8  # the power the report's minimum detectable difference is stated at (distill.metrics.paired_difference)

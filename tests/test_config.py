@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 
-from distill import cli
-from distill import config as cfg
-from distill.config import Config, ConfigError, available_recipes, load_config
+from distill import cli, recipes
+from distill.config import Config
+from distill.errors import ConfigError
+from distill.recipes import available_recipes, load_config
 
 
 def test_every_recipe_loads_against_the_schema():
@@ -19,7 +20,7 @@ def test_every_recipe_loads_against_the_schema():
 
 def test_every_recipe_starts_with_the_command_that_runs_it():
     for name in available_recipes():
-        header = cfg.recipe_path(name).read_text().splitlines()[:4]
+        header = recipes.recipe_path(name).read_text().splitlines()[:4]
         assert header[0].startswith("# "), name
         assert any("python -m" in line for line in header), name
         assert any("Hardware" in line for line in header), name

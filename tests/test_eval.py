@@ -13,8 +13,8 @@ from fakes import ScriptedSampler
 
 from distill import eval as evaluation
 from distill import models
-from distill.config import ConfigError, load_config
 from distill.engines.base import R1_MATH_INSTRUCTION
+from distill.errors import ConfigError
 from distill.eval_sets import samples_for
 from distill.metrics import (
     bootstrap_stderr,
@@ -26,6 +26,7 @@ from distill.metrics import (
     problems_to_detect,
 )
 from distill.prompt_sets import load_prompts
+from distill.recipes import load_config
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 

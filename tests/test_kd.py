@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.config import ConfigError, load_config
+from distill.errors import ConfigError
+from distill.recipes import load_config
 
 
 def _sharp_tiny(folder: Path, like: Path, tokenizer, seed: int) -> Path:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from distill import sft
-from distill.config import load_config
+from distill.recipes import load_config
 from distill.training.trainee import four_bit_unsupported
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,7 +389,7 @@ def test_help_lists_the_sft_keys(capsys):
 
 def test_every_recipe_sft_section_builds_its_peft_config():
     """load_config checks each recipe's meaning (distill.checks); here every LoRA field reaches PEFT's LoraConfig."""
-    from distill.config import available_recipes
+    from distill.recipes import available_recipes
     from distill.training.trainee import lora_config
 
     for name in available_recipes():

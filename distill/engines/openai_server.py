@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample, chunked_stream
 
 
 class OpenAISampler:

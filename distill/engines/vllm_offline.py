@@ -6,7 +6,8 @@ import itertools
 import os
 from collections.abc import Iterator
 
-from distill.engines.base import Request, Sample, SamplingConfig
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample
 
 
 def cuda_available() -> bool:

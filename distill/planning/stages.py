@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from distill.config import Config, HardwareSection
-from distill.planning import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, Row, StagePlan, device_bytes, processes_for
 from distill.planning.memory import (
     GIB,
     TrainSetup,
@@ -16,6 +15,7 @@ from distill.planning.memory import (
     training_parts,
     vllm_parts,
 )
+from distill.planning.parts import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, Row, StagePlan, device_bytes, processes_for
 from distill.planning.shapes import DTYPE_BYTES, ModelShape, adapter_base, model_shape
 from distill.planning.versions import bitsandbytes_missing
 

@@ -9,7 +9,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
 
 SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were trained with
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full

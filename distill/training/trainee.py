@@ -12,7 +12,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
+
+# What load_trainee trains: LoRA on full-precision weights, LoRA on 4-bit weights (bnb_config), every weight.
+METHODS = ("lora", "qlora", "full")
 
 
 def cuda() -> bool:

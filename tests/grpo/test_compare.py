@@ -354,8 +354,9 @@ def test_an_eval_sized_by_the_difference_to_resolve():
     """compare.min_detectable: one sample per problem and as many held-out problems as a paired comparison needs to
     resolve that many points 80% of the time -- (2.80 x planning_sd / difference)^2 -- drawn from levels that have
     them, and refused where they run out."""
-    from distill.config import ConfigError, load_config
+    from distill.errors import ConfigError
     from distill.eval_sets import held_out_synthetic
+    from distill.recipes import load_config
     from grpo.compare import Comparison
     from grpo.sizing import sized_eval
 
