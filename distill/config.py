@@ -19,8 +19,9 @@ class ModelConfig:
     name: str = "smollm2-135m"
     # Hub revision (branch, tag or commit); ignored for built-in names and local folders.
     revision: str | None = None
-    # Weights dtype: auto, bfloat16, float16 or float32 (distill.precision.DTYPES). auto picks bfloat16 on CUDA and
-    # on CPUs with AMX, else float32 (distill.precision).
+    # Weights dtype: auto, bfloat16, float16 or float32 (distill.precision.DTYPES). auto is resolved once when the
+    # config loads -- bfloat16 on CUDA and on CPUs with AMX, else float32 (distill.precision) -- and the resolved
+    # name is what config.yaml, manifests, cards and resume checks record.
     dtype: str = "auto"
     trust_remote_code: bool = False
 
@@ -103,8 +104,9 @@ class SamplingConfig:
     # New tokens per sample (the paper's 32k; the CPU recipe uses far fewer).
     max_tokens: int | None = 32768
     # Each prompt's samples use seed + a hash of its id, so a prompt's samples do not depend on its batch: a resumed
-    # run equals an uninterrupted one.
-    seed: int = 0
+    # run equals an uninterrupted one. None: the run's `seed` (resolved when the config loads, and recorded), so
+    # seed=1 and seed=2 sample differently.
+    seed: int | None = None
     stop: list[str] = field(default_factory=list)
     # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
     prefill_think: bool = False

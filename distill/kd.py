@@ -128,9 +128,8 @@ def train(cfg: Config, dataset, out: Path, resume: str | None):
     vllm = use_vllm(cfg)
     if vllm and not cuda():
         from distill.engines.vllm_colocate import enable_vllm_cpu_colocate
-        from distill.precision import resolve_dtype
 
-        enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
+        enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
     base, model, tokenizer, peft_config = load_trainee(cfg, cfg.kd, "kd")
     teacher = load_teacher(cfg)
     check_vocabularies(model, teacher)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config_argv, stages, prompt, overridden = parse_args(argv)
-        cfg = load_config(config_argv)
+        cfg = load_config(config_argv, resolved=False)  # auto as the declared hardware resolves it
         hardware = hardware_of(cfg)
         plans = plan(cfg, stages, prompt_tokens=prompt, overridden=overridden)
     except UserError as e:  # a config key, or a model (folder, adapter) that cannot be read

@@ -140,8 +140,33 @@ def _merge(schema: type[T], layers: list[tuple[str, Any]], keys: dict[str, Any])
     return OmegaConf.to_object(merged)
 
 
-def load_config(argv: list[str], schema: type[T] = Config, default_recipe: str = DEFAULT_RECIPE) -> T:
-    """The schema's defaults, overlaid with the recipe file, overlaid with the `key=value` overrides."""
+def resolve(cfg: Config) -> Config:
+    """Every `auto` and every seed left to the run's, made concrete for this machine and run -- the one place they
+    are resolved, so that what config.yaml, manifests, cards and resume checks record is what ran. In place;
+    idempotent. model.dtype and quant.compute_dtype: distill.precision's rule on this machine; generate.sampling.seed
+    and eval.sampling.seed: `seed` unless set."""
+    from distill.precision import resolve_dtype
+
+    cfg.model.dtype = resolve_dtype(cfg.model.dtype)
+    for section in (cfg.sft, cfg.grpo, cfg.kd):
+        section.quant.compute_dtype = resolve_dtype(section.quant.compute_dtype)
+    for sampling in (cfg.generate.sampling, cfg.eval.sampling):
+        if sampling.seed is None:
+            sampling.seed = cfg.seed
+    return cfg
+
+
+def resolved_summary(cfg: Config) -> str:
+    """The resolved settings a stage states in its first line."""
+    return f"recipe {cfg.recipe}, model {cfg.model.name} in {cfg.model.dtype}, seed {cfg.seed}"
+
+
+def load_config(
+    argv: list[str], schema: type[T] = Config, default_recipe: str = DEFAULT_RECIPE, resolved: bool = True
+) -> T:
+    """The schema's defaults, overlaid with the recipe file, overlaid with the `key=value` overrides, checked; and
+    with `resolved`, every auto resolved for this machine (`resolve`). distill.plan reads a recipe unresolved: it
+    judges the recipe on the hardware the recipe declares, not on this machine."""
     recipe, pairs = _parse_overrides(argv)
     keys = schema_keys(schema)
     path = recipe_path(recipe or default_recipe)
@@ -156,13 +181,15 @@ def load_config(argv: list[str], schema: type[T] = Config, default_recipe: str =
     cfg = _merge(schema, layers, keys)
     if isinstance(cfg, Config):
         check_config(cfg)
+        if resolved:
+            resolve(cfg)
     return cfg
 
 
 def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: list[str] | tuple[str, ...] = ()) -> str:
     """--help: usage, the recipes, and the keys of the given sections with their values in the recipe that `argv`
     names (recipe=X and any overrides; the default recipe without one)."""
-    cfg = load_config(list(argv))
+    cfg = load_config(list(argv), resolved=False)
     defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     shown = [k for k in defaults if "." not in k or k.split(".")[0] in ("model", *sections)]
     lines = [

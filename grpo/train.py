@@ -73,9 +73,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         from distill.training.trainee import cuda
 
         if not cuda():
-            from distill.precision import resolve_dtype
-
-            enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
+            enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
     model, tokenizer, peft_config = load_policy(cfg)
     with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(

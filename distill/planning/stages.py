@@ -47,12 +47,11 @@ class Ctx:
 
 
 def dtype_bytes(ctx: Ctx) -> int:
-    """model.dtype in bytes; auto is bfloat16 on CUDA, and on a CPU as this one resolves it (distill.precision)."""
-    if ctx.cfg.model.dtype == "auto":
-        from distill.precision import cpu_has_bf16
+    """model.dtype in bytes: a run's is resolved already (distill.recipes.resolve); a recipe under review resolves
+    auto for the hardware it declares, with distill.precision's rule."""
+    from distill.precision import resolve_dtype
 
-        return 2 if ctx.hw.cuda or cpu_has_bf16() else 4
-    return DTYPE_BYTES.get(ctx.cfg.model.dtype, 4)
+    return DTYPE_BYTES.get(resolve_dtype(ctx.cfg.model.dtype, cuda=ctx.hw.cuda), 4)
 
 
 def gib(value: float) -> float:

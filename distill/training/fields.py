@@ -27,7 +27,8 @@ class QuantSection:
     quant_type: str = "nf4"
     # Quantize the quantization constants too: about 0.4 bits per parameter saved.
     double_quant: bool = True
-    # Matmul dtype: auto is bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow and lossy there).
+    # Matmul dtype: auto follows model.dtype's rule (bfloat16 on CUDA and on CPUs with AMX, float32 on other CPUs,
+    # where bf16 matmuls are slow; distill.precision), resolved once when the config loads.
     compute_dtype: str = "auto"
 
 

@@ -43,7 +43,7 @@ def last_checkpoint(out: Path) -> Path | None:
 def resume_settings(cfg: Config, name: str) -> dict:
     """What a checkpoint of section `name` (sft or grpo) must have been trained with to be resumed."""
     section = asdict(getattr(cfg, name))
-    return {"model": cfg.model.name, **{k: section[k] for k in RESUME_KEYS[name]}}
+    return {"model": cfg.model.name, "dtype": cfg.model.dtype, **{k: section[k] for k in RESUME_KEYS[name]}}
 
 
 def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
@@ -89,6 +89,7 @@ def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
     )
     hyper = {k: v for k, v in asdict(sft).items() if k not in ("lora", "quant") or sft.method != "full"}
     hyper["dataset"] = facts["dataset"]
+    hyper["dtype"] = cfg.model.dtype  # model.dtype as resolved on the training machine (distill.recipes.resolve)
     body = "\n\n".join(
         [
             f"# {out.name}",

@@ -26,12 +26,16 @@ def cuda() -> bool:
 
 
 def model_dtype(cfg: Config):
-    """model.dtype, where auto is bfloat16 on CUDA and on CPUs with native bf16, else float32 (distill.precision)."""
+    """model.dtype as a torch dtype (resolved when the config loaded: distill.recipes.resolve)."""
     import torch
 
-    from distill.precision import resolve_dtype
+    return getattr(torch, _resolved(cfg.model.dtype, "model.dtype"))
 
-    return getattr(torch, resolve_dtype(cfg.model.dtype))
+
+def _resolved(dtype: str, key: str) -> str:
+    if dtype == "auto":  # a config built by hand rather than by distill.recipes.load_config
+        raise ValueError(f"{key}=auto reached a trainer unresolved: load the config with distill.recipes.load_config")
+    return dtype
 
 
 def bnb_config(section):
@@ -43,10 +47,7 @@ def bnb_config(section):
     from transformers import BitsAndBytesConfig
 
     quant = section.quant
-    if quant.compute_dtype == "auto":
-        compute = torch.bfloat16 if cuda() else torch.float32
-    else:
-        compute = getattr(torch, quant.compute_dtype)
+    compute = getattr(torch, _resolved(quant.compute_dtype, "quant.compute_dtype"))
     extra = {}
     if cuda():  # FSDP shards parameters of one dtype: store the 4-bit weights as the compute dtype (harmless alone)
         extra["bnb_4bit_quant_storage"] = compute
