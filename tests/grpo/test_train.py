@@ -221,7 +221,7 @@ def test_one_resume_policy_refuses_a_checkpoint_of_other_settings(tmp_path, name
 
 def test_grpo_config_is_built_with_trls_names(tmp_path):
     from distill.training.trainee import lora_config
-    from grpo.policy import grpo_args
+    from distill.training.trl_args import grpo_args
 
     cfg = load_config(["grpo.epsilon_high=0.28", "grpo.scale_rewards=none", "grpo.trainer.sync_ref_model=true"])
     args = grpo_args(cfg, tmp_path, [1.0, 0.0], vllm=False)
@@ -243,7 +243,7 @@ def test_grpo_config_is_built_with_trls_names(tmp_path):
     ],
 )
 def test_vllm_importance_sampling_correction_is_off_only_where_both_sides_agree(tmp_path, argv, expected):
-    from grpo.policy import grpo_args
+    from distill.training.trl_args import grpo_args
 
     args = grpo_args(load_config(["model.dtype=auto", *argv]), tmp_path, [1.0], vllm=True)
     assert args.vllm_importance_sampling_correction is expected
