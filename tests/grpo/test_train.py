@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from reward_doubles import add_chars_reward
 
 from distill.errors import ConfigError
 from distill.recipes import load_config
@@ -15,20 +21,11 @@ from grpo.monitor import FIELDS, RECORD_KEYS, GRPOMonitor
 # --- grpo.train on a tiny random model -----------------------------------------------------------------------------
 
 
-def chars(completions, **_):
-    """Test-only reward that varies between completions of a random model (the verifiers give it 0 everywhere)."""
-    return [len(rewards.completion_text(c)) / 100 for c in completions]
-
-
 @pytest.fixture
 def varying_reward(monkeypatch):
-    original = rewards.build_reward_funcs
-
-    def with_chars(*args, **kwargs):
-        funcs, weights = original(*args, **kwargs)
-        return [*funcs, chars], [*weights, 1.0]
-
-    monkeypatch.setattr(rewards, "build_reward_funcs", with_chars)
+    """The `chars` reward beside the verifiers' (reward_doubles.add_chars_reward), undone after the test."""
+    monkeypatch.setattr(rewards, "build_reward_funcs", rewards.build_reward_funcs)
+    add_chars_reward()
 
 
 @pytest.fixture
@@ -115,6 +112,61 @@ def test_train_updates_every_parameter_logs_every_field_and_resumes(
     assert [r["step"] for r in _metrics(run)] == [1, 2, 3]
     resumed_from = parameter_snapshots["begin"]
     assert all(resumed_from[n].equal(after[n]) for n in after)  # the second run began with the saved weights
+
+
+def _adapter(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "adapter_model.safetensors"))
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"training ended or stalled before the kill point:\n{proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_one(
+    tiny_llama, tmp_path, varying_reward, capsys
+):
+    """As distill.sft's (tests/test_sft.py): SIGTERM lets the step in flight finish and saves a checkpoint (the
+    trainers' shared callbacks); run again, the run continues from that step and ends with the adapter of a run
+    that was never stopped."""
+    from grpo import train
+
+    steps = ("grpo.max_steps=6", "grpo.save_steps=100")
+    assert train.main([*_argv(tiny_llama, tmp_path / "out", *steps), "grpo.run_name=uninterrupted"]) == 0
+    uninterrupted = _adapter(tmp_path / "out" / "grpo" / "uninterrupted")
+
+    argv = [*_argv(tiny_llama, tmp_path / "out", *steps), "grpo.run_name=stopped"]
+    run = tmp_path / "out" / "grpo" / "stopped"
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from reward_doubles import add_chars_reward; "
+        f"add_chars_reward(); from grpo import train; sys.exit(train.main({argv!r}))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for(lambda: (run / "metrics.jsonl").is_file() and len(_metrics(run)) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by signal SIGTERM" in err
+    stopped = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
+    assert 2 <= stopped < 6
+    assert json.loads((run / f"checkpoint-{stopped}" / "trainer_state.json").read_text())["global_step"] == stopped
+    assert not (run / "adapter_model.safetensors").is_file()  # a stopped run writes no final model
+
+    assert train.main(argv) == 0
+    assert f"resuming from {run / f'checkpoint-{stopped}'}" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(run)] == list(range(1, 7))  # the steps after the checkpoint, once each
+    resumed = _adapter(run)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(resumed[name].allclose(value, atol=1e-5) for name, value in uninterrupted.items())
 
 
 def test_student_continues_a_sft_adapter(tiny_llama, tmp_path, varying_reward, parameter_snapshots):
