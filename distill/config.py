@@ -1,8 +1,9 @@
 """The recipe schema: every key, its type and its default, as dataclasses -- nothing else.
 
 distill.recipes loads a recipe file and `key=value` overrides onto these (and checks them, distill.checks); this
-module imports nothing of ours, so the engines, the trainers and the planner can all read it. Later stages add their
-sections to `Config`; one recipe file per model holds all the sections that model uses.
+module imports nothing of ours but the training fields (distill.training.fields, schema too), so the engines, the
+trainers and the planner can all read it. Later stages add their sections to `Config`; one recipe file per model
+holds all the sections that model uses.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import ScriptedSampler
+from stderr import after_first_line
 
 from distill import eval as evaluation
 from distill import models
@@ -361,11 +362,6 @@ def test_models_of_one_architecture_share_one_engine(monkeypatch, tmp_path, gsm8
     assert evaluation.main(argv) == 0
 
 
-def _after_first_line(err: str) -> str:
-    """stderr without the stage's first line (the resolved settings, printed once the config and plan are good)."""
-    return err.removeprefix(next((line + "\n" for line in err.splitlines()[:1] if " recipe " in line), ""))
-
-
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -377,7 +373,7 @@ def _after_first_line(err: str) -> str:
 def test_bad_model_lists_exit_2_before_any_model_loads(monkeypatch, tmp_path, capsys, shared_data, extra, message):
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
     assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
-    err = _after_first_line(capsys.readouterr().err)
+    err = after_first_line(capsys.readouterr().err)
     assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
 
 
@@ -411,7 +407,7 @@ def test_bad_settings_exit_2_with_one_line_before_any_model_loads(
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
     monkeypatch.setattr(models, "merge_adapter", lambda *a: pytest.fail("an adapter was merged"))
     assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
-    err = _after_first_line(capsys.readouterr().err)
+    err = after_first_line(capsys.readouterr().err)
     assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
 
 

@@ -117,6 +117,22 @@ def importance_sampling_correction(cfg: Config) -> bool:
     return not (g.vllm_mode == "colocate" and not cuda() and model_dtype(cfg) == torch.float32)
 
 
+def on_policy_args(section, vllm: bool) -> dict:
+    """The fields of the trainers that sample their own completions (grpo, kd), under TRL's names in both configs."""
+    return dict(
+        temperature=section.temperature,
+        top_p=section.top_p,
+        max_completion_length=section.max_completion_length,
+        per_device_train_batch_size=section.per_device_train_batch_size,
+        # Deterministic forwards: dropout would make GRPO's old/new log-prob ratios (and vLLM's) noisy, and add noise
+        # to both sides of kd's divergence (the teacher scores the student's exact forward).
+        disable_dropout=True,
+        logging_steps=1,
+        use_vllm=vllm,
+        vllm_gpu_memory_utilization=section.vllm_gpu_memory_utilization,
+    )
+
+
 def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: bool):
     """trl.GRPOConfig from the grpo section; grpo.trainer passes any other field through. Raises ConfigError."""
     from trl import GRPOConfig
@@ -132,20 +148,12 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
         epsilon_high=g.epsilon_high,
         scale_rewards=g.scale_rewards,
         num_iterations=g.num_iterations,
-        temperature=g.temperature,
-        top_p=g.top_p,
-        max_completion_length=g.max_completion_length,
+        **on_policy_args(g, vllm),
         mask_truncated_completions=g.mask_truncated_completions,
         reward_weights=reward_weights,
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        # Deterministic forwards: dropout would make the old/new log-prob ratios (and vLLM's) noisy.
-        disable_dropout=True,
-        logging_steps=1,
         log_completions=g.log_completions,
-        use_vllm=vllm,
         vllm_mode=g.vllm_mode,
         vllm_server_base_url=g.vllm_server_base_url,
-        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=g.vllm_tensor_parallel_size,
         vllm_importance_sampling_correction=importance_sampling_correction(cfg),
     )
@@ -159,17 +167,9 @@ def kd_args(cfg: Config, out: Path, vllm: bool):
     kd = cfg.kd
     kwargs = dict(
         **training_args(cfg, kd, out),
+        **on_policy_args(kd, vllm),
         beta=kd.beta,
-        temperature=kd.temperature,
-        top_p=kd.top_p,
-        max_completion_length=kd.max_completion_length,
-        per_device_train_batch_size=kd.per_device_train_batch_size,
-        # The teacher is scored against the student's exact forward: dropout would add noise to both sides of the KL.
-        disable_dropout=True,
-        logging_steps=1,
-        use_vllm=vllm,
         vllm_mode="colocate",
-        vllm_gpu_memory_utilization=kd.vllm_gpu_memory_utilization,
         # The teacher in the student's precision (model.dtype, distill.precision), not TRL's default float32.
         teacher_model_init_kwargs={"dtype": str(model_dtype(cfg)).removeprefix("torch.")},
         trust_remote_code=cfg.model.trust_remote_code,

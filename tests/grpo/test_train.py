@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import wait_for
 from reward_doubles import add_chars_reward
 
 from distill.errors import ConfigError
@@ -120,15 +120,6 @@ def _adapter(run: Path) -> dict:
     return load_file(str(run / "adapter_model.safetensors"))
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"training ended or stalled before the kill point:\n{proc.communicate()[1][-3000:]}")
-        time.sleep(0.05)
-
-
 def test_sigterm_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_one(
     tiny_llama, tmp_path, varying_reward, capsys
 ):
@@ -151,7 +142,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait_for(lambda: (run / "metrics.jsonl").is_file() and len(_metrics(run)) >= 2, proc)
+    wait_for(lambda: (run / "metrics.jsonl").is_file() and len(_metrics(run)) >= 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
