@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from distill import generate  # noqa: E402
-from distill.config import load_config  # noqa: E402
 from distill.engines.base import Request, user_prompt  # noqa: E402
+from distill.recipes import load_config  # noqa: E402
 from distill.rollout import prompt_seed  # noqa: E402
 
 

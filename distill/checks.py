@@ -10,15 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.compare_table import ARMS, TEACHER_FROM
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
+from distill.engines import ENGINES
+from distill.errors import ConfigError
+from distill.precision import DTYPES
+from distill.training.trainee import METHODS
 
-KEEP_POLICIES = ("all", "first_k", "shortest")
-ENGINES = ("vllm", "openai")
-METHODS = ("lora", "qlora", "full")
+# The choices below have no module of ours below this one to own them: TRL's GRPOConfig reads loss_type and
+# scale_rewards. The comparison's arms come from its table (distill.compare_table, pure data).
 TARGETS = ("teacher", "student")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
-TEMPLATES = ("auto", "r1", "r1_zero", "r1_zero_chat")
+# hardware.sharding: the accelerate configs in recipes/accelerate/ (zero3.yaml, fsdp.yaml) and plain DDP; the planner
+# (distill.planning, a layer above this one) models each.
 SHARDING = ("zero3", "fsdp", "ddp")
 
 
@@ -69,6 +73,8 @@ def _sampling(keys: tuple[str, str, str, str], n: int | None, temperature: float
 
 
 def check_generate(cfg: Config) -> None:
+    from distill.dataset_writer import KEEP_POLICIES  # here: the writer imports the filters and prompt readers
+
     gen = cfg.generate
     _one_of("generate.keep", gen.keep, KEEP_POLICIES)
     _one_of("generate.engine.kind", gen.engine.kind, ENGINES)
@@ -106,13 +112,14 @@ def check_sft(cfg: Config) -> None:
 
 
 def check_grpo(cfg: Config) -> None:
+    from distill.training.prompts import TEMPLATES
     from distill.verifiers.registry import SHAPING
 
     g = cfg.grpo
     for key, value, allowed in (
         ("method", g.method, METHODS),
         ("target", g.target, TARGETS),
-        ("template", g.template, TEMPLATES),
+        ("template", g.template, ("auto", *TEMPLATES)),  # auto: by target (grpo.prompts.template_name)
         ("loss_type", g.loss_type, LOSS_TYPES),
         ("scale_rewards", g.scale_rewards, SCALE_REWARDS),
         ("vllm_mode", g.vllm_mode, ("colocate", "server")),
@@ -140,9 +147,11 @@ def check_grpo(cfg: Config) -> None:
 
 
 def check_kd(cfg: Config) -> None:
+    from distill.training.prompts import TEMPLATES
+
     kd = cfg.kd
     _one_of("kd.method", kd.method, METHODS)
-    _one_of("kd.template", kd.template, TEMPLATES[1:])
+    _one_of("kd.template", kd.template, TEMPLATES)
     if not 0 <= kd.beta <= 1:
         raise ConfigError(f"key 'kd.beta' expects 0 (forward KL) to 1 (reverse KL), got {kd.beta}")
     names = ("kd.per_device_train_batch_size", "kd.temperature", "kd.top_p", "kd.max_completion_length")
@@ -213,6 +222,9 @@ def _fractions(key: str, values: list[float]) -> None:
 
 def check_config(cfg: Config) -> None:
     """Every section's values against what they must mean; raises ConfigError naming the first bad key."""
+    _one_of("model.dtype", cfg.model.dtype, DTYPES)
+    for key in ("sft", "grpo", "kd"):
+        _one_of(f"{key}.quant.compute_dtype", getattr(cfg, key).quant.compute_dtype, DTYPES)
     check_generate(cfg)
     check_sft(cfg)
     check_grpo(cfg)

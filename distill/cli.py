@@ -17,9 +17,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from distill.config import Config, ConfigError, help_text, load_config
-from distill.errors import UserError, first_line
-from distill.planning import PlanError
+from distill.config import Config
+from distill.errors import ConfigError, UserError, first_line
+from distill.planning.parts import PlanError
+from distill.recipes import help_text, load_config, resolved_summary
 
 VERBOSE = "--verbose"
 # Libraries whose INFO/WARNING chatter belongs in the log file, not on the terminal.
@@ -159,13 +160,14 @@ def run(
         if any(a in ("-h", "--help") for a in argv):
             print(help_text(prog, summary, sections, [a for a in argv if a not in ("-h", "--help")]))
             return 0
-        cfg = load_config(argv)
+        cfg = load_config(argv)  # every auto resolved here, once (distill.recipes.resolve)
         check_output_dir(Path(cfg.output_dir))
         quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
         if stage is not None:
             from distill.planning import check_before_load
 
             check_before_load(cfg, stage)
+        print(f"{prog}: {resolved_summary(cfg)}", file=sys.stderr)  # the stage's first line: what it resolved
         return body(cfg, argv)
     except PlanError as e:  # every problem the plan found, one line each
         for line in e.problems:

@@ -16,9 +16,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from distill.config import RECIPES_DIR, Config, load_config, teacher_name
+from distill.config import Config, teacher_name
 from distill.engines.serve import ServerSpec, server_command
 from distill.errors import UserError
+from distill.recipes import RECIPES_DIR, load_config
 
 TEMPLATES = ("serve", "generate", "sft", "grpo")
 SLURM_DIR = RECIPES_DIR / "slurm"

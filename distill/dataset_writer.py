@@ -46,6 +46,9 @@ def decontaminate(cfg: Config, prompts: list[dict]) -> tuple[list[dict], dict]:
     return kept, report
 
 
+KEEP_POLICIES = ("all", "first_k", "shortest")  # keep_by_policy's choices (generate.keep)
+
+
 def keep_by_policy(samples: list[dict], policy: str, k: int) -> list[int]:
     """Indices of the samples to keep among a prompt's samples: all correct, the first k correct, or the shortest."""
     correct = [i for i, s in enumerate(samples) if s["verdict"] == "correct"]

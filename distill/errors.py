@@ -1,10 +1,14 @@
-"""The one kind of error an entry point reports as a bad input: one line naming the file, line or key, exit 2."""
+"""The errors an entry point reports as bad input: one line naming the file, line or key, exit 2."""
 
 from __future__ import annotations
 
 
 class UserError(Exception):
     """Bad input (a recipe key, a file, a row, a model name): the message is one line meant for the user."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad recipe or override; the message is one line meant for the user."""
 
 
 def first_line(error: BaseException) -> str:

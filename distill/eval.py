@@ -31,9 +31,10 @@ from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError
+from distill.config import Config, SamplingConfig
 from distill.engines import make_sampler as make_engine_sampler
-from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler, SamplingConfig
+from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampler
+from distill.errors import ConfigError
 from distill.eval_sets import Benchmark, load_benchmark
 from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
@@ -78,7 +79,7 @@ def max_tokens(cfg: Config) -> int:
 
 
 def sampling_for(cfg: Config, k: int) -> SamplingConfig:
-    return replace(cfg.eval.sampling, n=k, max_tokens=max_tokens(cfg), seed=cfg.seed)
+    return replace(cfg.eval.sampling, n=k, max_tokens=max_tokens(cfg))  # its seed: resolved (recipes.resolve)
 
 
 def default_run_name(model: str) -> str:
@@ -108,9 +109,15 @@ def prepare(cfg: Config, model: str, out_dir: Path) -> Plan:
         signature = engine_signature(path)
     identity = {k: v for k, v in info.items() if k != "path"}  # the same weights elsewhere resume the same run
     for bench in benchmarks:
-        fingerprint = {"model": identity, "sampling": asdict(sampling_for(cfg, bench.samples)), "data": bench.dataset}
+        sampling = asdict(sampling_for(cfg, bench.samples))
+        fingerprint = {"model": identity, "dtype": _dtype(cfg), "sampling": sampling, "data": bench.dataset}
         open_work_dir(_work_dir(out_dir, bench.name), fingerprint, other_name="eval.run_name")
     return Plan(cfg, model, path, info, benchmarks, out_dir, signature)
+
+
+def _dtype(cfg: Config) -> str | None:
+    """The weights' precision this run samples in (resolved); a server's is its own."""
+    return cfg.model.dtype if cfg.eval.engine.kind == "vllm" else None
 
 
 def make_sampler(cfg: Config, model_path: str) -> Sampler:
@@ -212,7 +219,7 @@ def manifest(plan: Plan, command: str | None) -> dict:
 
     cfg, ev = plan.cfg, plan.cfg.eval
     return {
-        "model": {"name": plan.model, **plan.model_info},
+        "model": {"name": plan.model, **plan.model_info, "dtype": _dtype(cfg)},
         "datasets": {b.name: b.dataset for b in plan.benchmarks},
         "limit": ev.prompts.limit,
         "prompt_template": {

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
 from distill.models import file_sha256
 from distill.prompt_sets import BUILTIN_PROMPTS, data_folder, load_prompts
 from distill.tasks import synthetic_rows

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
 from distill.engines import make_sampler as make_engine_sampler
 from distill.engines.base import Sampler
+from distill.errors import ConfigError
 from distill.journal import open_work_dir, read_journal, run_fingerprint
 from distill.prompt_sets import DataError, load_prompts
 from distill.rollout import sample_verify_journal

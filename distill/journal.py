@@ -8,7 +8,8 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
+from distill.errors import ConfigError
 
 
 def read_journal(path: Path) -> dict[str, dict]:
@@ -37,7 +38,8 @@ def run_fingerprint(cfg: Config, prompts: list[dict]) -> dict:
     return {
         "teacher": teacher_name(cfg),
         "revision": cfg.model.revision,
-        "sampling": asdict(gen.sampling),
+        "sampling": asdict(gen.sampling),  # its seed resolved (distill.recipes.resolve)
+        "dtype": cfg.model.dtype if gen.engine.kind == "vllm" else None,  # a server's own precision is its own
         "prompt_ids_crc32": zlib.crc32("\n".join(p["id"] for p in prompts).encode()),
     }
 

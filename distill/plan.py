@@ -21,19 +21,11 @@ from __future__ import annotations
 
 import sys
 
-from distill.config import ConfigError, HardwareSection, available_recipes, load_config
-from distill.errors import UserError, first_line
-from distill.planning import (
-    DEFAULT_STAGES,
-    PROMPT_TOKENS,
-    STAGES,
-    SYNTHETIC_PROMPT_TOKENS,
-    PlanError,
-    StagePlan,
-    check_before_load,
-    hardware_of,
-    plan,
-)
+from distill.config import HardwareSection
+from distill.errors import ConfigError, UserError, first_line
+from distill.planning import DEFAULT_STAGES, STAGES, check_before_load, hardware_of, plan
+from distill.planning.parts import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, PlanError, StagePlan
+from distill.recipes import available_recipes, load_config
 
 PROG = "distill.plan"
 SUMMARY = "Check a recipe's contexts, batch arithmetic, versions and memory per device before loading any model."
@@ -103,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config_argv, stages, prompt, overridden = parse_args(argv)
-        cfg = load_config(config_argv)
+        cfg = load_config(config_argv, resolved=False)  # auto as the declared hardware resolves it
         hardware = hardware_of(cfg)
         plans = plan(cfg, stages, prompt_tokens=prompt, overridden=overridden)
     except UserError as e:  # a config key, or a model (folder, adapter) that cannot be read

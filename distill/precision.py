@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 OVERRIDE_ENV = "DISTILL_CPU_BF16"
+# model.dtype's values (torch dtype names), and quant.compute_dtype's.
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
@@ -46,12 +48,16 @@ def cpu_has_bf16() -> bool:
     return _cpu_has_amx()
 
 
-def auto_dtype() -> str:
-    import torch
+def auto_dtype(cuda: bool | None = None) -> str:
+    """What `auto` means: bfloat16 on CUDA (`cuda`: whether the run has it; None: this machine) and on CPUs whose
+    bf16 beats fp32, else float32."""
+    if cuda is None:
+        import torch
 
-    return "bfloat16" if torch.cuda.is_available() or cpu_has_bf16() else "float32"
+        cuda = torch.cuda.is_available()
+    return "bfloat16" if cuda or cpu_has_bf16() else "float32"
 
 
-def resolve_dtype(dtype: str) -> str:
-    """A dtype name, with auto resolved for this machine."""
-    return auto_dtype() if dtype == "auto" else dtype
+def resolve_dtype(dtype: str, cuda: bool | None = None) -> str:
+    """A dtype name, with auto resolved (auto_dtype); distill.recipes.resolve calls it once per run, at start."""
+    return auto_dtype(cuda) if dtype == "auto" else dtype

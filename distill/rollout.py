@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distill.engines.base import Request, Sample, Sampler, SamplingConfig, user_prompt
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample, Sampler, user_prompt
 from distill.journal import append_journal, read_journal
 from distill.verifiers.judging import judge
 from distill.verifiers.pool import VerifierPool

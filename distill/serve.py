@@ -18,9 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from distill.config import Config, load_config, teacher_name
+from distill.config import Config, teacher_name
 from distill.engines.serve import Fleet, ServerSpec
 from distill.errors import UserError
+from distill.recipes import load_config
 
 
 def spec_for(cfg: Config, stage: str, reasoning_parser: str | None = None) -> ServerSpec:

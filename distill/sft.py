@@ -19,7 +19,6 @@ sft.method=full` (or fsdp.yaml).
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -88,7 +87,8 @@ def _prepare(cfg: Config):
     """Everything that can fail on bad input, cheapest first, so that no model loads before a config error shows."""
     from distill.training.examples import load_sft_dataset
     from distill.training.outputs import prepare_run_dir, run_dir
-    from distill.training.trainee import check_four_bit, sft_args
+    from distill.training.trainee import check_four_bit
+    from distill.training.trl_args import sft_args
 
     check_four_bit(cfg.sft, "sft")
     out = run_dir(cfg)
@@ -118,34 +118,25 @@ def _sft(cfg: Config, argv: list[str]) -> int:
         source.rows = len(dataset)
     from trl import SFTTrainer
 
-    from distill.compute import SaveAtFractions
-    from distill.training.callbacks import MetricsLog, SaveOnSignal
+    from distill.training.callbacks import MetricsLog, fit, training_callbacks
     from distill.training.template_check import check_training_target
 
-    stop = SaveOnSignal()
+    callbacks, stop = training_callbacks(sft, MetricsLog(out / "metrics.jsonl"))
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[MetricsLog(out / "metrics.jsonl"), stop, SaveAtFractions(sft.save_fractions)],
+        callbacks=callbacks,
     )
     print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
     if checkpoint is not None:
         print(f"distill.sft: resuming from {checkpoint}", file=sys.stderr)
     start = time.perf_counter()
-    with stop:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if (stopped := fit(trainer, stop, str(checkpoint) if checkpoint else None, "distill.sft")) is not None:
+        return stopped
     seconds = time.perf_counter() - start
-    if stop.received is not None:
-        step = trainer.state.global_step
-        print(
-            f"distill.sft: stopped by signal {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
-            f"{out}/checkpoint-{step}; run the same command to resume",
-            file=sys.stderr,
-        )
-        return 128 + stop.received
     command = "python -m distill.sft " + " ".join(argv)
     finish(cfg, trainer, base, source, out, seconds, command)
     print(f"distill.sft: {cfg.sft.method} run of {trainer.state.global_step} steps in {out}", file=sys.stderr)

@@ -57,25 +57,26 @@ def eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
-    """Load the policy, build rewards, monitor and trainer, and train; returns the trainer."""
+def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, int | None]:
+    """Load the policy, build rewards, monitor and trainer, and train with the shared callbacks (a checkpoint on
+    SIGTERM among them); returns the trainer and, when a signal stopped it, the exit status (training.callbacks.fit)."""
     from trl import GRPOTrainer
 
+    from distill.training.callbacks import fit, training_callbacks
+    from distill.training.trl_args import grpo_args, use_vllm
     from distill.verifiers.pool import VerifierPool
     from grpo.monitor import Detector, GRPOMonitor
-    from grpo.policy import grpo_args, load_policy, policy_path, use_vllm
+    from grpo.policy import load_policy, policy_path
     from grpo.rewards import build_reward_funcs
 
     g = cfg.grpo
-    vllm = use_vllm(cfg)
+    vllm = use_vllm(g)
     if vllm and g.vllm_mode == "colocate":
         from distill.engines.vllm_colocate import enable_vllm_cpu_colocate
         from distill.training.trainee import cuda
 
         if not cuda():
-            from distill.precision import resolve_dtype
-
-            enable_vllm_cpu_colocate(dtype=resolve_dtype(cfg.model.dtype))
+            enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
     model, tokenizer, peft_config = load_policy(cfg)
     with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(
@@ -91,7 +92,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         detector = Detector(g.monitor_window, g.hack_min_change, g.length_collapse_fraction, g.gaming_share)
         monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, detector)
-        from distill.compute import FlopBudget, SaveAtFractions, grpo_compute, parameter_count
+        from distill.compute import grpo_compute, parameter_count
 
         # Counted on first use: only a budget or a sweep asks, and a policy without safetensors trains too.
         params = functools.cache(lambda: parameter_count(policy_path(cfg)))
@@ -99,9 +100,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
         def spent() -> float:
             return grpo_compute(monitor.history, params(), per_step).flops
 
-        callbacks = [monitor, SaveAtFractions(g.save_fractions, spent, g.max_flops)]
-        if g.max_flops is not None:
-            callbacks.append(FlopBudget(spent, g.max_flops))
+        callbacks, stop = training_callbacks(g, monitor, spent)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=funcs,
@@ -111,8 +110,8 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> object:
             peft_config=peft_config,
             callbacks=callbacks,
         )
-        trainer.train(resume_from_checkpoint=resume)
-    return trainer
+        stopped = fit(trainer, stop, resume, "grpo.train")
+    return trainer, stopped
 
 
 def _train(cfg: Config, argv: list[str]) -> int:
@@ -127,7 +126,9 @@ def _train(cfg: Config, argv: list[str]) -> int:
     write_effective_config(cfg, out)
     print(f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
     start = time.perf_counter()
-    trainer = train(cfg, dataset, out, resume)
+    trainer, stopped = train(cfg, dataset, out, resume)
+    if stopped is not None:
+        return stopped
     trainer.save_model(str(out))
     minutes = (time.perf_counter() - start) / 60
     print(

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample, chunked_stream
 
 
 class FakeSampler:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from stderr import after_first_line
 
 from distill import eval as evaluation
 from distill import generate, sft, verify
@@ -29,8 +30,9 @@ ENTRY_POINTS = {
 
 
 def one_error_line(capsys, prog: str, expected: str) -> str:
+    """The error is one line; before it only the stage's first line (its resolved settings) may have been printed."""
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in after_first_line(err).splitlines() if line.strip()]
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
     assert expected in lines[0], lines[0]

@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 
-from distill import cli
-from distill import config as cfg
-from distill.config import Config, ConfigError, available_recipes, load_config
+from distill import cli, recipes
+from distill.config import Config
+from distill.errors import ConfigError
+from distill.recipes import available_recipes, load_config
 
 
 def test_every_recipe_loads_against_the_schema():
@@ -19,7 +20,7 @@ def test_every_recipe_loads_against_the_schema():
 
 def test_every_recipe_starts_with_the_command_that_runs_it():
     for name in available_recipes():
-        header = cfg.recipe_path(name).read_text().splitlines()[:4]
+        header = recipes.recipe_path(name).read_text().splitlines()[:4]
         assert header[0].startswith("# "), name
         assert any("python -m" in line for line in header), name
         assert any("Hardware" in line for line in header), name
@@ -50,6 +51,8 @@ def test_overrides_are_typed_and_nested():
             "key 'model.trust_remote_code' in 'model.trust_remote_code=maybe' expects bool",
         ),
         (["seed"], "expected key=value, got 'seed'"),
+        (["model.dtype=bf16"], "key 'model.dtype' expects one of auto, bfloat16, float16, float32, got 'bf16'"),
+        (["sft.quant.compute_dtype=fp16"], "key 'sft.quant.compute_dtype' expects one of auto, bfloat16"),
     ],
 )
 def test_bad_input_fails_with_one_line_naming_the_key(argv, message):
@@ -103,3 +106,23 @@ def test_help_lists_recipes_and_the_recipes_values(capsys):
     qwen7b = load_config(["recipe=qwen7b"])
     assert f"model.name={qwen7b.model.name!r}" in out and f"sft.max_length={qwen7b.sft.max_length!r}" in out
     assert "model.name='smollm2-135m'" not in out
+
+
+def test_every_auto_is_resolved_once_at_load_and_the_recipe_keeps_it():
+    """model.dtype and quant.compute_dtype: distill.precision's rule (conftest pins fp32 on CPU); the sampling seeds
+    of generate and eval: the run's seed unless a stage sets its own. distill.plan and --help read them unresolved."""
+    loaded = load_config(["seed=7"])
+    assert loaded.model.dtype == "float32" and loaded.sft.quant.compute_dtype == "float32"
+    assert loaded.generate.sampling.seed == 7 and loaded.eval.sampling.seed == 7
+    own = load_config(["seed=7", "generate.sampling.seed=3", "model.dtype=bfloat16"])
+    assert own.generate.sampling.seed == 3 and own.eval.sampling.seed == 7 and own.model.dtype == "bfloat16"
+    raw = load_config(["seed=7"], resolved=False)
+    assert raw.model.dtype == "auto" and raw.generate.sampling.seed is None
+
+
+def test_a_bad_dtype_stops_the_entry_point_with_one_line(capsys):
+    from distill import sft
+
+    assert sft.main(["model.dtype=bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["distill.sft: error: key 'model.dtype' expects one of auto, bfloat16, float16, float32, got 'bf16'"]

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import ScriptedSampler
+from stderr import after_first_line
 
 from distill import eval as evaluation
 from distill import models
-from distill.config import ConfigError, load_config
 from distill.engines.base import R1_MATH_INSTRUCTION
+from distill.errors import ConfigError
 from distill.eval_sets import samples_for
 from distill.metrics import (
     bootstrap_stderr,
@@ -26,6 +27,7 @@ from distill.metrics import (
     problems_to_detect,
 )
 from distill.prompt_sets import load_prompts
+from distill.recipes import load_config
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 
@@ -371,7 +373,7 @@ def test_models_of_one_architecture_share_one_engine(monkeypatch, tmp_path, gsm8
 def test_bad_model_lists_exit_2_before_any_model_loads(monkeypatch, tmp_path, capsys, shared_data, extra, message):
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
     assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
-    err = capsys.readouterr().err
+    err = after_first_line(capsys.readouterr().err)
     assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
 
 
@@ -405,7 +407,7 @@ def test_bad_settings_exit_2_with_one_line_before_any_model_loads(
     monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: pytest.fail("the model was loaded"))
     monkeypatch.setattr(models, "merge_adapter", lambda *a: pytest.fail("an adapter was merged"))
     assert evaluation.main([*_argv(tmp_path, "smollm2-135m"), *extra]) == 2
-    err = capsys.readouterr().err
+    err = after_first_line(capsys.readouterr().err)
     assert err.startswith("distill.eval: error: ") and message in err and err.count("\n") == 1
 
 

@@ -158,6 +158,40 @@ def test_bad_prompt_rows_stop_before_the_teacher_is_loaded(monkeypatch, tmp_path
     assert "prompts.jsonl:2" in err and "answer" in err
 
 
+class RecordingSampler(FakeSampler):
+    """A FakeSampler that keeps each prompt's samples, keyed by the prompt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples: dict[str, list[str]] = {}
+
+    def _samples(self, request, params):
+        out = super()._samples(request, params)
+        self.samples[request.messages[-1]["content"]] = [s.text for s in out]
+        return out
+
+
+def _teacher_samples(monkeypatch, tmp_path, *extra) -> dict[str, list[str]]:
+    """Each prompt's samples from a run on fixed prompts (the run's seed also draws the synthetic ones)."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i}+{i}?", "answer": str(2 * i),
+                                           "task": "math"}) + "\n" for i in range(6)))  # fmt: skip
+    sampler = RecordingSampler()
+    code, _ = _run(monkeypatch, tmp_path / "_".join(extra), f"generate.prompts.sets={prompts}", *extra, sampler=sampler)
+    assert code == 0
+    return sampler.samples
+
+
+def test_the_runs_seed_reaches_the_teachers_samples(monkeypatch, tmp_path):
+    """seed=1 and seed=2 give two teacher datasets (generate.sampling.seed: None, the run's); a stage's own seed wins."""
+    one = _teacher_samples(monkeypatch, tmp_path, "seed=1")
+    two = _teacher_samples(monkeypatch, tmp_path, "seed=2")
+    assert one.keys() == two.keys() and len(one) == 6
+    assert one != two
+    pinned = [_teacher_samples(monkeypatch, tmp_path, f"seed={s}", "generate.sampling.seed=5") for s in (1, 2)]
+    assert pinned[0] == pinned[1]
+
+
 def test_bad_keep_policy_is_a_config_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(generate, "make_sampler", lambda cfg: pytest.fail("the teacher was loaded"))
     assert generate.main(_argv(tmp_path, "generate.keep=best")) == 2
@@ -259,3 +293,5 @@ def test_the_effective_config_is_written_into_the_run_folder(monkeypatch, tmp_pa
     assert _run(monkeypatch, tmp_path, "generate.sampling.temperature=0.9")[0] == 0
     saved = OmegaConf.load(tmp_path / "out" / "datasets" / "demo" / ".work" / "config.yaml")
     assert saved.generate.sampling.temperature == 0.9 and saved.recipe == "smollm2"
+    # every auto as this run resolved it: the precision and the teacher's seed (the run's, none of its own)
+    assert saved.model.dtype == "float32" and saved.generate.sampling.seed == saved.seed == 42

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.config import ConfigError, load_config
+from distill.errors import ConfigError
+from distill.recipes import load_config
 
 
 def _sharp_tiny(folder: Path, like: Path, tokenizer, seed: int) -> Path:
@@ -245,7 +246,7 @@ def test_bad_kd_settings_name_their_key(argv, key):
 
 
 def test_kd_args_carry_the_section_into_trl(tmp_path):
-    from distill.kd import kd_args
+    from distill.training.trl_args import kd_args
 
     cfg = load_config(["kd.beta=0.5", "kd.max_completion_length=64", "kd.trainer.top_k=20"])
     args = kd_args(cfg, tmp_path, vllm=False)
@@ -267,7 +268,8 @@ def test_kd_samples_through_vllm_cpu_with_the_weights_it_trains(tiny_student, ti
 
     argv = _argv(tiny_student, tiny_teacher, tmp_path / "out", "kd.use_vllm=true", "kd.max_steps=3")
     cfg = load_config([a for a in argv if a != "kd.use_vllm=false"])
-    trainer = kd.train(cfg, kd.build_dataset(cfg), tmp_path / "run", None)
+    trainer, stop = kd.build_trainer(cfg, kd.build_dataset(cfg), tmp_path / "run")
+    trainer.train()
     assert len(trainer.state.log_history) >= 3
     engine = trainer.vllm_generation
     engine.sync_weights()  # the last update has not been pushed yet: TRL syncs before each generation

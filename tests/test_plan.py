@@ -10,11 +10,13 @@ import shutil
 import pytest
 
 from distill import plan as plan_cli
-from distill.config import ConfigError, SFTSection, available_recipes, load_config, recipe_path
+from distill.config import SFTSection
+from distill.errors import ConfigError
 from distill.planning import PlanError, check_before_load, plan, versions
 from distill.planning import stages as planning_stages
 from distill.planning.memory import GIB
 from distill.planning.shapes import ModelShape, model_shape
+from distill.recipes import available_recipes, load_config, recipe_path
 
 
 @pytest.fixture(autouse=True)

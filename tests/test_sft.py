@@ -9,14 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from processes import wait_for
+from stderr import after_first_line
 
 from distill import sft
-from distill.config import load_config
+from distill.recipes import load_config
 from distill.training.trainee import four_bit_unsupported
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,15 +271,6 @@ def test_qlora_gradients_match_the_dequantized_model(tiny_llama):
         assert torch.allclose(grad.float(), expected, rtol=1e-3, atol=1e-5), name
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"training ended or stalled before the kill point:\n{proc.communicate()[1][-3000:]}")
-        time.sleep(0.05)
-
-
 RESUME_ARGS = ("sft.max_steps=8", "sft.lora.dropout=0")
 
 
@@ -305,9 +297,9 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(workdir, tiny_llama,
         stderr=subprocess.PIPE,
     )
     if sig == signal.SIGTERM:
-        _wait_for(lambda: (out / "metrics.jsonl").is_file() and len(_metrics(out)) >= 2, proc)
+        wait_for(lambda: (out / "metrics.jsonl").is_file() and len(_metrics(out)) >= 2, proc)
     else:
-        _wait_for(lambda: (out / "checkpoint-2" / "trainer_state.json").is_file(), proc)
+        wait_for(lambda: (out / "checkpoint-2" / "trainer_state.json").is_file(), proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == (128 + sig if sig == signal.SIGTERM else -sig), err[-2000:]
@@ -355,13 +347,13 @@ def test_chat_files_become_prompt_completion_rows(tmp_path):
 )
 def test_unloadable_datasets_fail_in_one_line(tmp_path, capsys, dataset, message):
     assert sft.main([f"output_dir={tmp_path}", f"sft.dataset={dataset}"]) == 2
-    err = capsys.readouterr().err.strip()
+    err = after_first_line(capsys.readouterr().err).strip()
     assert message in err and "\n" not in err, err
 
 
 def test_missing_dataset_says_to_run_generate_first(tmp_path, capsys):
     assert sft.main([f"output_dir={tmp_path}", "generate.dataset_name=nothing-here"]) == 2
-    err = capsys.readouterr().err.strip()
+    err = after_first_line(capsys.readouterr().err).strip()
     assert "run python -m distill.generate recipe=smollm2 first" in err and "\n" not in err
 
 
@@ -377,7 +369,7 @@ def test_missing_dataset_says_to_run_generate_first(tmp_path, capsys):
 def test_bad_settings_fail_in_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setattr(sft, "load_student", lambda cfg: pytest.fail("a model was loaded"))
     code = sft.main([f"output_dir={tmp_path}", f"sft.dataset={tmp_path / 'none.parquet'}", *argv])
-    err = capsys.readouterr().err.strip()
+    err = after_first_line(capsys.readouterr().err).strip()
     assert code == 2 and message in err and "\n" not in err, err
 
 
@@ -389,7 +381,7 @@ def test_help_lists_the_sft_keys(capsys):
 
 def test_every_recipe_sft_section_builds_its_peft_config():
     """load_config checks each recipe's meaning (distill.checks); here every LoRA field reaches PEFT's LoraConfig."""
-    from distill.config import available_recipes
+    from distill.recipes import available_recipes
     from distill.training.trainee import lora_config
 
     for name in available_recipes():

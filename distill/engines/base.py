@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
+
+from distill.config import SamplingConfig
 
 # DeepSeek-R1's evaluation instruction for math; no system prompt (R1 puts every instruction in the user turn).
 R1_MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 R1_CODE_INSTRUCTION = "Write your solution in Python in a single ```python code block after your reasoning."
-
-
-@dataclass
-class SamplingConfig:
-    # R1's defaults: temperature 0.6, top-p 0.95, several samples per prompt. (None only in eval.sampling, where it
-    # means "the benchmark's default", and so for max_tokens: "generate's".)
-    n: int | None = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    # New tokens per sample (the paper's 32k; the CPU recipe uses far fewer).
-    max_tokens: int | None = 32768
-    # Each prompt's samples use seed + a hash of its id, so a prompt's samples do not depend on its batch: a resumed
-    # run equals an uninterrupted one.
-    seed: int = 0
-    stop: list[str] = field(default_factory=list)
-    # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
-    prefill_think: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ import logging
 import os
 from collections import Counter
 
-from distill.engines.base import Request, Sample, SamplingConfig, chunked_stream
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample, chunked_stream
 
 log = logging.getLogger(__name__)
 BACKOFF_SECONDS = 0.5  # the first retry's wait; doubled each time, at most 8 s

@@ -6,7 +6,8 @@ import itertools
 import os
 from collections.abc import Iterator
 
-from distill.engines.base import Request, Sample, SamplingConfig
+from distill.config import SamplingConfig
+from distill.engines.base import Request, Sample
 
 
 def cuda_available() -> bool:
@@ -36,7 +37,7 @@ class VLLMSampler:
     def __init__(
         self,
         model: str,
-        dtype: str = "auto",
+        dtype: str = "float32",  # model.dtype, resolved (distill.recipes.resolve); vLLM's own "auto" differs
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
@@ -53,10 +54,6 @@ class VLLMSampler:
             # one on CPU (no compilation) and needs no triton.
             engine_kwargs.setdefault("max_num_batched_tokens", 65536)
             engine_kwargs.setdefault("enforce_eager", True)
-        if dtype == "auto":
-            from distill.precision import auto_dtype
-
-            dtype = auto_dtype()  # the trainers' choice too: bf16 where the device computes it natively
         from vllm import LLM
 
         self.model = model

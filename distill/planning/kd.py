@@ -9,8 +9,8 @@ samples through vLLM colocated (kd.use_vllm) -- the engine's share of the device
 from __future__ import annotations
 
 from distill.config import Config, teacher_name
-from distill.planning import Row, StagePlan, device_bytes, processes_for
 from distill.planning.memory import training_parts
+from distill.planning.parts import Row, StagePlan, device_bytes, processes_for
 from distill.planning.shapes import adapter_base
 from distill.planning.stages import Ctx, add_total, common_training, dtype_bytes, gib, problem, read_shape, train_setup
 

@@ -7,12 +7,13 @@ import dataclasses
 import re
 
 from distill.compare_table import ARM, ARMS, STAGE, stages_of
-from distill.config import Config, HardwareSection, recipe_path, teacher_name
-from distill.planning import StagePlan, processes_for
+from distill.config import Config, HardwareSection, teacher_name
 from distill.planning.kd import kd_teacher, plan_kd
+from distill.planning.parts import StagePlan, processes_for
 from distill.planning.rl import plan_grpo
 from distill.planning.stages import Ctx, plan_engine, plan_sft, problem, sft_base, sft_prompt
 from distill.planning.versions import FIX, check_versions, summary
+from distill.recipes import recipe_path
 
 # Long-CoT anchors (GPU recipes; the CPU demo's 135M model was tuned by measurement, recipes/smollm2.yaml):
 # open-r1's GRPO runs fine-tune fully at 1e-6; LoRA wants ~10x that ("LoRA without regret", Schulman et al. 2025)

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from distill.config import Config
-from distill.planning import Row, StagePlan, device_bytes, processes_for
 from distill.planning.memory import (
     GRPO_IMPORTS,
     VERIFIER_WORKER,
@@ -17,6 +16,7 @@ from distill.planning.memory import (
     static_bytes,
     training_parts,
 )
+from distill.planning.parts import Row, StagePlan, device_bytes, processes_for
 from distill.planning.shapes import ModelShape, adapter_base
 from distill.planning.stages import (
     Ctx,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill import hub
-from distill.config import RECIPES_DIR, ConfigError
+from distill.errors import ConfigError
+from distill.recipes import RECIPES_DIR
 
 MODELS_DIR = RECIPES_DIR / "models"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}

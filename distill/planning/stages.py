@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from distill.config import Config, HardwareSection
-from distill.planning import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, Row, StagePlan, device_bytes, processes_for
 from distill.planning.memory import (
     GIB,
     TrainSetup,
@@ -16,6 +15,7 @@ from distill.planning.memory import (
     training_parts,
     vllm_parts,
 )
+from distill.planning.parts import PROMPT_TOKENS, SYNTHETIC_PROMPT_TOKENS, Row, StagePlan, device_bytes, processes_for
 from distill.planning.shapes import DTYPE_BYTES, ModelShape, adapter_base, model_shape
 from distill.planning.versions import bitsandbytes_missing
 
@@ -47,12 +47,11 @@ class Ctx:
 
 
 def dtype_bytes(ctx: Ctx) -> int:
-    """model.dtype in bytes; auto is bfloat16 on CUDA, and on a CPU as this one resolves it (distill.precision)."""
-    if ctx.cfg.model.dtype == "auto":
-        from distill.precision import cpu_has_bf16
+    """model.dtype in bytes: a run's is resolved already (distill.recipes.resolve); a recipe under review resolves
+    auto for the hardware it declares, with distill.precision's rule."""
+    from distill.precision import resolve_dtype
 
-        return 2 if ctx.hw.cuda or cpu_has_bf16() else 4
-    return DTYPE_BYTES.get(ctx.cfg.model.dtype, 4)
+    return DTYPE_BYTES.get(resolve_dtype(ctx.cfg.model.dtype, cuda=ctx.hw.cuda), 4)
 
 
 def gib(value: float) -> float:

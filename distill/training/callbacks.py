@@ -1,13 +1,22 @@
-"""Trainer callbacks: metrics as JSON lines (with tokens/s), a checkpoint on SIGTERM, and the loss curve image."""
+"""The callback set the three trainers share -- metrics, a checkpoint on SIGTERM, saves at fractions of the run, the
+FLOP budget -- and the one way they train under it (`fit`), plus the loss curve image.
+
+sft and kd log through MetricsLog (JSON lines with tokens/s); grpo.train through its monitor (grpo.monitor), which
+takes the metrics place in `training_callbacks`. The FLOP estimate and the two compute callbacks are distill.compute's.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from distill.compute import FlopBudget, SaveAtFractions
 
 # Logged by Trainer/TRL at each logging step and kept in metrics.jsonl.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "num_tokens", "mean_token_accuracy", "entropy", "epoch")
@@ -92,6 +101,34 @@ class SaveOnSignal(TrainerCallback):
             self.received = self.received or signal.SIGTERM  # a rank told by the others stops too
             control.should_save = True
             control.should_training_stop = True
+
+
+def training_callbacks(section, metrics: TrainerCallback, spent: Callable[[], float] | None = None):
+    """(callbacks, stop): the one callback set of sft, grpo and kd. `metrics` first (the FLOP callbacks read its
+    history through `spent`, the run's estimated FLOPs so far); then the checkpoint on SIGTERM (`stop`, which `fit`
+    arms), the saves at `section.save_fractions`, and the stop at `section.max_flops` where the section has a budget."""
+    budget = getattr(section, "max_flops", None)
+    stop = SaveOnSignal()
+    callbacks = [metrics, stop, SaveAtFractions(section.save_fractions, spent, budget)]
+    if budget is not None:
+        callbacks.append(FlopBudget(spent, budget))
+    return callbacks, stop
+
+
+def fit(trainer, stop: SaveOnSignal, resume: str | None, prog: str) -> int | None:
+    """Train (from the checkpoint `resume`, if any) with SIGTERM caught; None when the run ended, else the exit
+    status 128 + signal after the checkpoint of the step in flight is saved (the same command resumes it)."""
+    with stop:
+        trainer.train(resume_from_checkpoint=resume)
+    if stop.received is None:
+        return None
+    step = trainer.state.global_step
+    print(
+        f"{prog}: stopped by signal {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
+        f"{trainer.args.output_dir}/checkpoint-{step}; run the same command to resume",
+        file=sys.stderr,
+    )
+    return 128 + stop.received
 
 
 def plot_loss(metrics: Path, image: Path, title: str) -> None:

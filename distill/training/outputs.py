@@ -9,7 +9,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
 
 SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were trained with
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full
@@ -42,7 +43,7 @@ def last_checkpoint(out: Path) -> Path | None:
 def resume_settings(cfg: Config, name: str) -> dict:
     """What a checkpoint of section `name` (sft or grpo) must have been trained with to be resumed."""
     section = asdict(getattr(cfg, name))
-    return {"model": cfg.model.name, **{k: section[k] for k in RESUME_KEYS[name]}}
+    return {"model": cfg.model.name, "dtype": cfg.model.dtype, **{k: section[k] for k in RESUME_KEYS[name]}}
 
 
 def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
@@ -88,6 +89,7 @@ def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
     )
     hyper = {k: v for k, v in asdict(sft).items() if k not in ("lora", "quant") or sft.method != "full"}
     hyper["dataset"] = facts["dataset"]
+    hyper["dtype"] = cfg.model.dtype  # model.dtype as resolved on the training machine (distill.recipes.resolve)
     body = "\n\n".join(
         [
             f"# {out.name}",

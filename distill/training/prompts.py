@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.config import ConfigError, PromptSource
+from distill.config import PromptSource
 from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, user_prompt
+from distill.errors import ConfigError
 from distill.journal import read_journal
 from distill.prompt_sets import DataError, load_prompts
 from distill.tasks import synthetic_rows

@@ -1,18 +1,20 @@
-"""The one place where the recipe's `sft` section becomes TRL, PEFT and bitsandbytes objects, and the model is loaded.
+"""The one loader of the model a trainer trains (sft, grpo, kd): LoraConfig and BitsAndBytesConfig from the section,
+the weights in model.dtype (resolved by distill.recipes), QLoRA's preparation, an adapter trained further.
 
-SFTConfig, LoraConfig and BitsAndBytesConfig do the work; this module only maps our keys onto theirs and picks
-device-dependent defaults (bf16 where the device computes it natively, distill.precision; Liger on CUDA).
+PEFT and bitsandbytes do the work; this module maps our keys onto theirs. The TRL configs are
+distill.training.trl_args's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import importlib.util
 import os
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
+
+# What load_trainee trains: LoRA on full-precision weights, LoRA on 4-bit weights (bnb_config), every weight.
+METHODS = ("lora", "qlora", "full")
 
 
 def cuda() -> bool:
@@ -22,12 +24,16 @@ def cuda() -> bool:
 
 
 def model_dtype(cfg: Config):
-    """model.dtype, where auto is bfloat16 on CUDA and on CPUs with native bf16, else float32 (distill.precision)."""
+    """model.dtype as a torch dtype (resolved when the config loaded: distill.recipes.resolve)."""
     import torch
 
-    from distill.precision import resolve_dtype
+    return getattr(torch, _resolved(cfg.model.dtype, "model.dtype"))
 
-    return getattr(torch, resolve_dtype(cfg.model.dtype))
+
+def _resolved(dtype: str, key: str) -> str:
+    if dtype == "auto":  # a config built by hand rather than by distill.recipes.load_config
+        raise ValueError(f"{key}=auto reached a trainer unresolved: load the config with distill.recipes.load_config")
+    return dtype
 
 
 def bnb_config(section):
@@ -39,10 +45,7 @@ def bnb_config(section):
     from transformers import BitsAndBytesConfig
 
     quant = section.quant
-    if quant.compute_dtype == "auto":
-        compute = torch.bfloat16 if cuda() else torch.float32
-    else:
-        compute = getattr(torch, quant.compute_dtype)
+    compute = getattr(torch, _resolved(quant.compute_dtype, "quant.compute_dtype"))
     extra = {}
     if cuda():  # FSDP shards parameters of one dtype: store the 4-bit weights as the compute dtype (harmless alone)
         extra["bnb_4bit_quant_storage"] = compute
@@ -70,85 +73,6 @@ def lora_config(section):
         target_modules="all-linear" if targets == ["all-linear"] else list(targets),
         task_type="CAUSAL_LM",
     )
-
-
-def use_bf16(cfg: Config, section) -> bool:
-    """bf16 autocast whenever the weights are bf16 (on CPU too: the trainable LoRA matrices stay fp32, and their
-    matmuls then run in bf16 as well), and for QLoRA on CUDA (its compute dtype)."""
-    import torch
-
-    return model_dtype(cfg) == torch.bfloat16 or (cuda() and section.method == "qlora")
-
-
-def liger_available() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None and cuda()
-
-
-def shared_args(cfg: Config, section, out_dir: Path) -> dict:
-    """The TrainingArguments fields the sft and grpo sections share under the same keys: schedule, clipping,
-    accumulation, length of training, checkpointing, precision and saving."""
-    return dict(
-        output_dir=str(out_dir),
-        seed=cfg.seed,
-        learning_rate=section.learning_rate,
-        lr_scheduler_type=section.lr_scheduler,
-        warmup_steps=section.warmup_steps,
-        weight_decay=section.weight_decay,
-        max_grad_norm=section.max_grad_norm,
-        gradient_accumulation_steps=section.gradient_accumulation_steps,
-        num_train_epochs=section.num_epochs,
-        max_steps=section.max_steps,
-        gradient_checkpointing=section.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
-        bf16=use_bf16(cfg, section),
-        # transformers refuses bf16 without a GPU unless told the run is on the CPU on purpose.
-        use_cpu=use_bf16(cfg, section) and not cuda(),
-        save_strategy="steps",
-        save_steps=section.save_steps,
-        save_total_limit=section.save_total_limit,
-        report_to="none",
-    )
-
-
-def sft_args(cfg: Config, out_dir: Path):
-    """trl.SFTConfig from the sft section; sft.trainer passes any other field through. Raises ConfigError."""
-    from trl import SFTConfig
-
-    sft = cfg.sft
-    kwargs = dict(
-        **shared_args(cfg, sft, out_dir),
-        # Unpacked padding-free rows are not cut by TRL (it refuses a max_length): distill.sft has already left out
-        # the rows above it (long_rows=drop; checks.check_sft refuses truncate there).
-        max_length=None if sft.padding_free and not sft.packing else sft.max_length,
-        packing=sft.packing,
-        padding_free=sft.padding_free,
-        # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.examples).
-        completion_only_loss=True,
-        per_device_train_batch_size=sft.per_device_batch_size,
-        use_liger_kernel=sft.liger and liger_available(),
-        eos_token=sft.eos_token,
-        chat_template_path=sft.chat_template_path,
-        logging_steps=sft.logging_steps,
-    )
-    return trainer_config(SFTConfig, kwargs, sft.trainer, "sft")
-
-
-def trainer_config(config_class, kwargs: dict, extra: dict, section: str):
-    """config_class(**kwargs) with the section's `trainer` pass-through fields on top; ConfigError names a field the
-    class does not have (with the closest ones) or a value it rejects."""
-    known = {f.name for f in dataclasses.fields(config_class)}
-    for key in extra:
-        if key not in known:
-            close = ", ".join(difflib.get_close_matches(key, sorted(known), n=3)) or "none"
-            raise ConfigError(
-                f"unknown key '{section}.trainer.{key}' (not a trl.{config_class.__name__} field); closest valid: {close}"
-            )
-    try:
-        return config_class(**{**kwargs, **extra})
-    except (ValueError, TypeError) as e:
-        raise ConfigError(
-            f"{section} settings rejected by trl.{config_class.__name__}: {str(e).splitlines()[0]}"
-        ) from None
 
 
 def disable_cpu_4bit_repacking(model) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from distill.verifiers.base import Verdict, error
 from distill.verifiers.code import verify_code
@@ -22,7 +21,7 @@ from distill.verifiers.language import language_consistency_reward
 from distill.verifiers.length import overlong_reward
 from distill.verifiers.math import verify_math
 from distill.verifiers.repetition import repetition_reward
-from distill.verifiers.rows import lone_surrogate, with_prompt_helpers
+from distill.verifiers.rows import TASKS, lone_surrogate, with_prompt_helpers
 
 VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "math": verify_math,
@@ -41,39 +40,6 @@ SHAPING: dict[str, Callable[..., Verdict]] = {
 _NOT_ARGUMENTS = ("task", "completion", "timeout")
 
 
-@dataclass(frozen=True)
-class TaskContract:
-    """What a row of one task carries for its verifier -- the one statement of the row contract.
-
-    required: fields of which a row needs at least one (code: exactly one of tests / io, see rows.check_reference);
-    optional: other fields the verifier reads; subprocess: the verifier bounds itself in a sandboxed subprocess, so
-    it runs in a thread (else in the pool's killable worker processes); time_bound: what the pool's `timeout` means
-    for this task (its one meaning, shown by `distill.verify --help`).
-    """
-
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    subprocess: bool = False
-    time_bound: str = ""
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return self.required + self.optional
-
-
-TASKS: dict[str, TaskContract] = {
-    "math": TaskContract(
-        required=("answer",),
-        optional=("fallback_last_number",),
-        time_bound="CPU seconds of the worker process that judges it (a wall-time backstop of 2x, one retry)",
-    ),
-    "code": TaskContract(
-        required=("tests", "io"),
-        optional=("entry_point",),
-        subprocess=True,
-        time_bound="wall-clock seconds of each sandboxed run (each io case is a run; CPU limit 1 s more)",
-    ),
-}
 REFERENCE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for c in TASKS.values() for f in c.fields))
 # Fields stored as JSON text in datasets (Arrow columns need one type in every row; io is a list of objects).
 JSON_FIELDS = frozenset({"io"})

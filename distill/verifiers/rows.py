@@ -3,8 +3,44 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 
 from distill.errors import UserError
+
+
+@dataclass(frozen=True)
+class TaskContract:
+    """What a row of one task carries for its verifier -- the one statement of the row contract.
+
+    required: fields of which a row needs at least one (code: exactly one of tests / io, see check_reference);
+    optional: other fields the verifier reads; subprocess: the verifier bounds itself in a sandboxed subprocess, so
+    it runs in a thread (else in the pool's killable worker processes); time_bound: what the pool's `timeout` means
+    for this task (its one meaning, shown by `distill.verify --help`).
+    """
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    subprocess: bool = False
+    time_bound: str = ""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+TASKS: dict[str, TaskContract] = {
+    "math": TaskContract(
+        required=("answer",),
+        optional=("fallback_last_number",),
+        time_bound="CPU seconds of the worker process that judges it (a wall-time backstop of 2x, one retry)",
+    ),
+    "code": TaskContract(
+        required=("tests", "io"),
+        optional=("entry_point",),
+        subprocess=True,
+        time_bound="wall-clock seconds of each sandboxed run (each io case is a run; CPU limit 1 s more)",
+    ),
+}
 
 
 class RowError(UserError, ValueError):
@@ -39,16 +75,14 @@ def _check_flag(value: object) -> None:
         raise RowError(f"field 'fallback_last_number': expected true or false, got {value!r}")
 
 
-# One check per reference field of registry.TASKS (the row contract).
+# One check per reference field of TASKS (the row contract).
 FIELD_CHECKS = {"answer": _check_answer, "tests": _check_tests, "io": _check_io, "entry_point": _check_entry_point,
                 "fallback_last_number": _check_flag}  # fmt: skip
 
 
 def check_reference(row: dict) -> None:
     """Raise RowError unless the row names a known task and carries exactly one of that task's required fields
-    (registry.TASKS), each of its reference fields well formed."""
-    from distill.verifiers.registry import TASKS
-
+    (TASKS), each of its reference fields well formed."""
     task = row.get("task")
     if task not in TASKS:
         raise RowError(f"field 'task': expected one of {', '.join(TASKS)}, got {task!r}")

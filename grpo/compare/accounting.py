@@ -18,7 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from distill.config import Config, ConfigError
+from distill.config import Config
+from distill.errors import ConfigError
 from distill.metrics import problems_to_detect
 from distill.prompt_sets import DataError
 from grpo.compare.stages import Layout

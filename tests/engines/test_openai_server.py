@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from fakes import FakeServer
 
-from distill.engines.base import Request, SamplingConfig
+from distill.config import SamplingConfig
+from distill.engines.base import Request
 from distill.engines.openai_server import OpenAISampler
 
 

@@ -173,8 +173,8 @@ def report(record: dict) -> None:
 
 def plan_peak(argv: list[str], stage: str, prompt_tokens: int | None = None) -> tuple[float, float]:
     """distill.plan's (peak, CUDA runtime part) in GiB for these settings on this machine's GPU."""
-    from distill.config import load_config
     from distill.planning import plan, runtime_hardware
+    from distill.recipes import load_config
 
     cfg = load_config(argv)
     hardware, _ = runtime_hardware(cfg)

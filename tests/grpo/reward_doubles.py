@@ -8,6 +8,26 @@ HONEST = "<think>3 plus 4 makes 7, so the sum is 7.</think> The answer is \\boxe
 BROKEN = "<think>3 plus 4 makes 7.</think> \\boxed{7}"  # the ScriptedPool's verifier fails on this one
 
 
+def chars(completions, **_):
+    """Test-only reward that varies between completions of a random model (the verifiers give it 0 everywhere)."""
+    from grpo import rewards
+
+    return [len(rewards.completion_text(c)) / 100 for c in completions]
+
+
+def add_chars_reward() -> None:
+    """grpo.train's rewards plus `chars` (in this process), so that a tiny random policy has advantages to learn."""
+    from grpo import rewards
+
+    original = rewards.build_reward_funcs
+
+    def with_chars(*args, **kwargs):
+        funcs, weights = original(*args, **kwargs)
+        return [*funcs, chars], [*weights, 1.0]
+
+    rewards.build_reward_funcs = with_chars
+
+
 class InlinePool:
     """VerifierPool's interface without processes, for reward-function unit tests."""
 

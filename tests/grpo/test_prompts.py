@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.config import ConfigError, load_config
+from distill.errors import ConfigError
+from distill.recipes import load_config
 from grpo.prompts import collect_prompts, filter_by_pass_rate, render_prompt, training_rows
 
 # --- prompts ------------------------------------------------------------------------------------------------------

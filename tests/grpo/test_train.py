@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from processes import wait_for
+from reward_doubles import add_chars_reward
 
-from distill.config import ConfigError, load_config
+from distill.errors import ConfigError
+from distill.recipes import load_config
 from grpo import rewards
 from grpo.monitor import FIELDS, RECORD_KEYS, GRPOMonitor
 
 # --- grpo.train on a tiny random model -----------------------------------------------------------------------------
 
 
-def chars(completions, **_):
-    """Test-only reward that varies between completions of a random model (the verifiers give it 0 everywhere)."""
-    return [len(rewards.completion_text(c)) / 100 for c in completions]
-
-
 @pytest.fixture
 def varying_reward(monkeypatch):
-    original = rewards.build_reward_funcs
-
-    def with_chars(*args, **kwargs):
-        funcs, weights = original(*args, **kwargs)
-        return [*funcs, chars], [*weights, 1.0]
-
-    monkeypatch.setattr(rewards, "build_reward_funcs", with_chars)
+    """The `chars` reward beside the verifiers' (reward_doubles.add_chars_reward), undone after the test."""
+    monkeypatch.setattr(rewards, "build_reward_funcs", rewards.build_reward_funcs)
+    add_chars_reward()
 
 
 @pytest.fixture
@@ -114,6 +112,52 @@ def test_train_updates_every_parameter_logs_every_field_and_resumes(
     assert [r["step"] for r in _metrics(run)] == [1, 2, 3]
     resumed_from = parameter_snapshots["begin"]
     assert all(resumed_from[n].equal(after[n]) for n in after)  # the second run began with the saved weights
+
+
+def _adapter(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "adapter_model.safetensors"))
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_one(
+    tiny_llama, tmp_path, varying_reward, capsys
+):
+    """As distill.sft's (tests/test_sft.py): SIGTERM lets the step in flight finish and saves a checkpoint (the
+    trainers' shared callbacks); run again, the run continues from that step and ends with the adapter of a run
+    that was never stopped."""
+    from grpo import train
+
+    steps = ("grpo.max_steps=6", "grpo.save_steps=100")
+    assert train.main([*_argv(tiny_llama, tmp_path / "out", *steps), "grpo.run_name=uninterrupted"]) == 0
+    uninterrupted = _adapter(tmp_path / "out" / "grpo" / "uninterrupted")
+
+    argv = [*_argv(tiny_llama, tmp_path / "out", *steps), "grpo.run_name=stopped"]
+    run = tmp_path / "out" / "grpo" / "stopped"
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from reward_doubles import add_chars_reward; "
+        f"add_chars_reward(); from grpo import train; sys.exit(train.main({argv!r}))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: (run / "metrics.jsonl").is_file() and len(_metrics(run)) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by signal SIGTERM" in err
+    stopped = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
+    assert 2 <= stopped < 6
+    assert json.loads((run / f"checkpoint-{stopped}" / "trainer_state.json").read_text())["global_step"] == stopped
+    assert not (run / "adapter_model.safetensors").is_file()  # a stopped run writes no final model
+
+    assert train.main(argv) == 0
+    assert f"resuming from {run / f'checkpoint-{stopped}'}" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(run)] == list(range(1, 7))  # the steps after the checkpoint, once each
+    resumed = _adapter(run)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(resumed[name].allclose(value, atol=1e-5) for name, value in uninterrupted.items())
 
 
 def test_student_continues_a_sft_adapter(tiny_llama, tmp_path, varying_reward, parameter_snapshots):
@@ -220,7 +264,7 @@ def test_one_resume_policy_refuses_a_checkpoint_of_other_settings(tmp_path, name
 
 def test_grpo_config_is_built_with_trls_names(tmp_path):
     from distill.training.trainee import lora_config
-    from grpo.policy import grpo_args
+    from distill.training.trl_args import grpo_args
 
     cfg = load_config(["grpo.epsilon_high=0.28", "grpo.scale_rewards=none", "grpo.trainer.sync_ref_model=true"])
     args = grpo_args(cfg, tmp_path, [1.0, 0.0], vllm=False)
@@ -242,7 +286,7 @@ def test_grpo_config_is_built_with_trls_names(tmp_path):
     ],
 )
 def test_vllm_importance_sampling_correction_is_off_only_where_both_sides_agree(tmp_path, argv, expected):
-    from grpo.policy import grpo_args
+    from distill.training.trl_args import grpo_args
 
     args = grpo_args(load_config(["model.dtype=auto", *argv]), tmp_path, [1.0], vllm=True)
     assert args.vllm_importance_sampling_correction is expected

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from distill.compare_table import ARM, ARMS, STAGE, STAGES, stages_of, taught
-from distill.config import card_dir, load_config
+from distill.config import card_dir
+from distill.recipes import load_config
 from grpo.compare.stages import Layout, stage_config, write_settings
 
 
@@ -102,7 +103,7 @@ def test_an_eval_sized_by_the_difference_to_resolve():
     """compare.min_detectable: one sample per problem and as many held-out problems as a paired comparison needs to
     resolve that many points 80% of the time -- (2.80 x planning_sd / difference)^2 -- drawn from levels that have
     them, and refused where they run out."""
-    from distill.config import ConfigError
+    from distill.errors import ConfigError
     from distill.eval_sets import held_out_synthetic
     from grpo.compare.accounting import sized_eval
     from grpo.compare.run import Comparison

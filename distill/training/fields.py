@@ -1,0 +1,70 @@
+"""The training fields sft, grpo and kd share, once: the three sections of the schema (distill.config) are these
+plus their own. Recipe keys stay flat (`sft.learning_rate`, `grpo.save_steps`): a section inherits the fields, and
+redeclares a field only to give it its own default (dataclasses keep the field where the base put it).
+
+Like distill.config this imports nothing of ours: it is part of the schema, which every layer reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LoraSection:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # `all-linear` is PEFT's shorthand for every linear layer except the output head (QLoRA's choice); or names.
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class QuantSection:
+    """QLoRA (method=qlora): bitsandbytes 4-bit base weights, as in the QLoRA paper."""
+
+    quant_type: str = "nf4"
+    # Quantize the quantization constants too: about 0.4 bits per parameter saved.
+    double_quant: bool = True
+    # Matmul dtype: auto follows model.dtype's rule (bfloat16 on CUDA and on CPUs with AMX, float32 on other CPUs,
+    # where bf16 matmuls are slow; distill.precision), resolved once when the config loads.
+    compute_dtype: str = "auto"
+
+
+@dataclass
+class TrainingFields:
+    """What every trainer has under the same key: the method, the optimizer's schedule, the run's length, saving and
+    resuming. distill.training.trl_args maps these onto TRL's configs in one place."""
+
+    # lora | qlora (4-bit base + LoRA) | full
+    method: str = "lora"
+    # Start from these weights instead of model.name: a model folder, or a LoRA adapter folder to keep training.
+    init_from: str | None = None
+    # The output folder's name under <output_dir>/<stage>/ (each stage names a default).
+    run_name: str | None = None
+    learning_rate: float = 1.0e-4
+    lr_scheduler: str = "constant"
+    # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    num_epochs: float = 1.0
+    # Optimizer steps; -1: num_epochs decides.
+    max_steps: int = -1
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    # None: keep every checkpoint (grpo.compare's budget sweep evaluates them).
+    save_total_limit: int | None = 2
+    # Also checkpoint when the run has done these fractions of its length -- of its step count, or of its FLOP
+    # budget (max_flops) where that ends it first: the budget sweep's points (grpo.compare's compare.sweep).
+    save_fractions: list[float] = field(default_factory=list)
+    # auto: continue from the last complete checkpoint in the output folder if any; never: start over (its
+    # checkpoints are removed); or the path of a checkpoint folder.
+    resume: str = "auto"
+    lora: LoraSection = field(default_factory=LoraSection)
+    quant: QuantSection = field(default_factory=QuantSection)
+    # Any other field of the trainer's TRL config (SFTConfig, GRPOConfig, DistillationConfig), passed as is
+    # (e.g. neftune_noise_alpha: 5, sync_ref_model: true, top_k: 20).
+    trainer: dict[str, Any] = field(default_factory=dict)
