@@ -7,9 +7,10 @@ from an environment variable (vLLM servers started without --api-key accept any 
 Each sample is its own request with its own seed (not `n=` in one request): every server and API supports it, the
 load spreads evenly over the fleet, and one prompt's samples do not depend on which server answered first.
 
-A server that cannot be reached (refused, reset, killed mid-request) is taken out of the fleet for the rest of the
-call and its requests go to the others: with a seed per sample, the retry on another server of the same model
-returns what the lost one would have. Only when no server is left does the call fail; what a stage journaled
+A request that loses its connection (refused, reset, the server killed mid-request) asks whether the server still
+accepts a TCP connection: if not, the server leaves the fleet for the rest of the call and the request goes to
+another one at once; if so (a transient reset, a full listen backlog), it backs off and tries again like a 5xx.
+With a seed per sample, the retry on another server of the same model returns what the lost one would have. Only when no server is left does the call fail; what a stage journaled
 before that is kept, and its rerun resumes. `dispatched` counts the requests sent to each server and `failed_over`
 the requests moved to another one.
 Reasoning that a server returns apart from the answer (`reasoning_content` from DeepSeek's API, `reasoning` from
@@ -22,12 +23,25 @@ import asyncio
 import logging
 import os
 from collections import Counter
+from urllib.parse import urlparse
 
 from distill.config import SamplingConfig
 from distill.engines.base import Request, Sample, chunked_stream
 
 log = logging.getLogger(__name__)
 BACKOFF_SECONDS = 0.5  # the first retry's wait; doubled each time, at most 8 s
+
+
+async def _accepts_connections(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server behind `url` accepts a TCP connection now."""
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
 
 
 def _retryable(error) -> bool:
@@ -91,12 +105,16 @@ class OpenAISampler:
                         tries += 1
                         if tries > self.max_retries or (isinstance(e, APIStatusError) and not _retryable(e)):
                             raise
-                    except APIConnectionError as e:  # refused, reset, gone: another server takes it now
-                        if server not in down:
-                            log.warning("server %s cannot be reached (%s): out of the fleet", self.urls[server], e)
-                            down.add(server)
-                        self.failed_over += 1
-                        continue
+                    except APIConnectionError as e:  # gone, or a transient reset: a new connection tells which
+                        if not await _accepts_connections(self.urls[server]):
+                            if server not in down:
+                                log.warning("server %s cannot be reached (%s): out of the fleet", self.urls[server], e)
+                                down.add(server)
+                            self.failed_over += 1
+                            continue
+                        tries += 1
+                        if tries > self.max_retries:
+                            raise
                     finally:
                         in_flight[server] -= 1
                     await asyncio.sleep(min(BACKOFF_SECONDS * 2 ** (tries - 1), 8.0))
