@@ -129,9 +129,7 @@ def _resolve_hub_id(name: str, revision: str | None) -> str:
     except Exception:  # not cached: ask the hub below
         pass
     if hub.offline():
-        raise ModelError(
-            f"model '{name}' is not in the Hugging Face cache and the hub cannot be reached; {offline_hint}"
-        )
+        raise ModelError(f"cannot reach the Hugging Face hub for '{name}' (offline), nor is it cached; {offline_hint}")
     try:
         model_info(name, revision=revision, timeout=15)
     except RepositoryNotFoundError:
