@@ -79,7 +79,7 @@ def available() -> int:
 
 def measure(name: str, hold_seconds: float) -> tuple[int, str, sandbox.SandboxResult]:
     """(bytes of host memory the run took at its lowest MemAvailable, what the first attempt said, the result)."""
-    probe = sandbox.run_sandboxed(HOARDERS[name] + _PROBE, limits=sandbox.Limits(timeout=10))
+    probe = sandbox.run_sandboxed("import os\n" + HOARDERS[name] + _PROBE, limits=sandbox.Limits(timeout=10))
     lines = (probe.stdout or probe.stderr_tail).decode(errors="replace").strip().splitlines()
     said = lines[-1] if lines else f"exit {probe.exit_code}"
     time.sleep(0.5)
