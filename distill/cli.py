@@ -160,7 +160,7 @@ def run(
         if any(a in ("-h", "--help") for a in argv):
             print(help_text(prog, summary, sections, [a for a in argv if a not in ("-h", "--help")]))
             return 0
-        cfg = load_config(argv)  # every auto resolved here, once (distill.recipes.resolve)
+        cfg = load_config(argv, sections=sections)  # every auto resolved here, once (distill.recipes.resolve)
         check_output_dir(Path(cfg.output_dir))
         quiet_libraries(Path(cfg.output_dir) / "logs" / f"{prog}.log", verbose)
         if stage is not None:

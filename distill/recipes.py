@@ -95,16 +95,66 @@ def recipe_path(recipe: str) -> Path:
     return path
 
 
-def _read_recipe(path: Path, keys: dict[str, Any]) -> dict:
+def _read_recipe(path: Path, keys: dict[str, Any], seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe file's tree; a file that starts from another (`base: qwen7b`, a name or a path) is that recipe's
+    tree with this file's keys over it."""
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(tree).__name__}")
+    base = tree.pop("base", None)
     for key in _flatten(tree):
         _check_key(key, keys, f"in {path}")
-    return tree
+    if base is None:
+        return tree
+    base_path = recipe_path(str(base))
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: 'base: {base}' leads back to itself")
+    parent = _read_recipe(base_path, keys, (*seen, path.resolve()))
+    return OmegaConf.to_container(OmegaConf.merge(parent, tree))
+
+
+# What TRL's scripts call a setting, where our name differs (`--model_name_or_path X` in TRL's examples).
+TRL_ALIASES = {"model_name_or_path": "model.name", "model_revision": "model.revision"}
+
+
+def _flag_key(flag: str, keys: dict[str, Any], sections: tuple[str, ...]) -> str:
+    """The schema key a TRL-style `--name` means: the key itself, a TRL alias, or the one key of that last name (in
+    the entry point's own sections first); ConfigError naming the candidates when that is not one key."""
+    name = flag.lstrip("-").replace("-", "_")
+    if name == "config":
+        return "recipe"
+    if name in keys or name in TRL_ALIASES:
+        return TRL_ALIASES.get(name, name)
+    found = [k for k in keys if k.rsplit(".", 1)[-1] == name]
+    own = [k for k in found if k.split(".", 1)[0] in sections]
+    if len(own) == 1 or len(found) == 1:
+        return (own or found)[0]
+    if not found:
+        raise ConfigError(f"unknown option '{flag}'; closest key: {_closest(name, list(keys))} (as key=value)")
+    raise ConfigError(f"'{flag}' is ambiguous here; name the key: {' or '.join(sorted(found))} (as key=value)")
+
+
+def _as_key_values(argv: list[str], keys: dict[str, Any], sections: tuple[str, ...]) -> list[str]:
+    """argv with TRL-style options made `key=value`: `--config FILE` is recipe=FILE, `--learning_rate 1e-5` the
+    learning rate of the entry point's own section (sft.learning_rate=1e-5 for distill.sft)."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            out.append(arg)
+            i += 1
+            continue
+        flag, sep, value = arg.partition("=")
+        if not sep:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"expected a value after '{flag}' (or write it as key=value)")
+            value, i = argv[i + 1], i + 1
+        out.append(f"{_flag_key(flag, keys, sections)}={value}")
+        i += 1
+    return out
 
 
 def _parse_overrides(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
@@ -162,13 +212,18 @@ def resolved_summary(cfg: Config) -> str:
 
 
 def load_config(
-    argv: list[str], schema: type[T] = Config, default_recipe: str = DEFAULT_RECIPE, resolved: bool = True
+    argv: list[str],
+    schema: type[T] = Config,
+    default_recipe: str = DEFAULT_RECIPE,
+    resolved: bool = True,
+    sections: tuple[str, ...] = (),
 ) -> T:
     """The schema's defaults, overlaid with the recipe file, overlaid with the `key=value` overrides, checked; and
     with `resolved`, every auto resolved for this machine (`resolve`). distill.plan reads a recipe unresolved: it
-    judges the recipe on the hardware the recipe declares, not on this machine."""
-    recipe, pairs = _parse_overrides(argv)
+    judges the recipe on the hardware the recipe declares, not on this machine. TRL-style `--config FILE` and
+    `--name value` are read as key=value (see _as_key_values; `sections`: the entry point's own, for short names)."""
     keys = schema_keys(schema)
+    recipe, pairs = _parse_overrides(_as_key_values(list(argv), keys, sections))
     path = recipe_path(recipe or default_recipe)
     layers: list[tuple[str, Any]] = [(f"in {path}", _read_recipe(path, keys))]
     for key, value in pairs:
@@ -189,7 +244,7 @@ def load_config(
 def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: list[str] | tuple[str, ...] = ()) -> str:
     """--help: usage, the recipes, and the keys of the given sections with their values in the recipe that `argv`
     names (recipe=X and any overrides; the default recipe without one)."""
-    cfg = load_config(list(argv), resolved=False)
+    cfg = load_config(list(argv), resolved=False, sections=sections)
     defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     shown = [k for k in defaults if "." not in k or k.split(".")[0] in ("model", *sections)]
     lines = [

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -126,3 +127,42 @@ def test_a_bad_dtype_stops_the_entry_point_with_one_line(capsys):
     assert sft.main(["model.dtype=bf16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["distill.sft: error: key 'model.dtype' expects one of auto, bfloat16, float16, float32, got 'bf16'"]
+
+
+# --- what a TRL user types: --config FILE, --name value; recipes that start from another -----------------------
+
+
+def test_trl_style_options_map_onto_the_schema(tmp_path):
+    load = load_config
+
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("base: qwen7b\nsft:\n  learning_rate: 3.0e-5\n")
+    cfg = load(["--config", str(recipe), "--learning_rate=1e-5", "--model_name_or_path", "Qwen/X"], sections=("sft",))
+    assert cfg.sft.learning_rate == 1e-5 and cfg.model.name == "Qwen/X"
+    assert cfg.grpo.learning_rate == load(["recipe=qwen7b"]).grpo.learning_rate  # only the stage's own section
+    assert load([f"recipe={recipe}"]).sft.learning_rate == 3e-5  # the file's key over its base's
+    assert load([f"recipe={recipe}"]).sft.max_length == load(["recipe=qwen7b"]).sft.max_length  # the rest from base
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--learning_rate", "1e-5"], "'--learning_rate' is ambiguous here; name the key: grpo.learning_rate or"),
+        (["--lerning_rate", "1e-5"], "unknown option '--lerning_rate'; closest key:"),
+        (["--seed"], "expected a value after '--seed'"),
+    ],
+)
+def test_trl_style_options_that_are_not_one_key_are_one_line(argv, message):
+    load = load_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(argv)
+
+
+def test_a_recipe_whose_base_leads_back_to_itself_is_refused(tmp_path):
+    load = load_config
+
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load([f"recipe={tmp_path / 'a.yaml'}"])
