@@ -139,6 +139,18 @@ def render_card_body(cfg: Config, stats: dict, teacher: dict, command: str, imag
     )
 
 
+def dataset_info(out_dir: Path, stats: dict) -> dict:
+    """The card's `dataset_info`: the columns and their types (from the first shard's schema) and the split's size."""
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+
+    features = Features.from_arrow_schema(pq.read_schema(out_dir / stats["files"][0]["name"]))
+    size = sum((out_dir / f["name"]).stat().st_size for f in stats["files"])
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=size, num_examples=stats["rows"]))
+    return DatasetInfo(features=features, splits=splits, dataset_size=size)._to_yaml_dict()
+
+
 def write_data_card(cfg: Config, stats: dict, lengths: list[int], out_dir: Path, command: str, teacher: str) -> Path:
     """data_cards/<dataset>.md (and a copy as the dataset folder's README.md, as the hub expects)."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -150,9 +162,18 @@ def write_data_card(cfg: Config, stats: dict, lengths: list[int], out_dir: Path,
     length_histogram(lengths, image)
     rows = stats["rows"]
     size = "n<1K" if rows < 1000 else "1K<n<10K" if rows < 10_000 else "10K<n<100K" if rows < 100_000 else "n>100K"
+    licenses = source_licenses(cfg)
+    (out_dir / "LICENSE.md").write_text(
+        "# Licenses\n\nThe completions were written by the teacher; each prompt keeps its source's license:\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in licenses.items())
+    )
     data = DatasetCardData(
+        pretty_name=f"{name}: verified long chains of thought from {teacher_name(cfg)}",
         language=[cfg.generate.filters.language],
         license="other",
+        license_name="per-source",
+        license_link="LICENSE.md",
+        dataset_info=dataset_info(out_dir, stats),
         task_categories=["text-generation"],
         size_categories=[size],
         tags=["reasoning", "distillation", "rejection-sampling", "long-cot"],

@@ -130,10 +130,28 @@ def length_stats(lengths: list[int]) -> dict:
     }
 
 
+# Column types that must not depend on the rows: in a math-only dataset `tests`, `io` and `entry_point` are all None,
+# which Arrow would type `null`, and a code dataset written later would then not concatenate with it.
+COLUMN_TYPES = {"id": "string", "task": "string", "answer": "string", "tests": "string", "io": "string",
+                "entry_point": "string", "fallback_last_number": "bool", "problem": "string", "source": "string",
+                "level": "int64", "teacher": "string", "pass_rate": "float64", "num_tokens": "int64",
+                "sample_index": "int64"}  # fmt: skip
+
+
+def _typed(part: list[dict]):
+    """The rows as a Dataset whose known columns have their own types, whatever values they hold."""
+    from datasets import Dataset, Value
+
+    data = Dataset.from_list(part)
+    features = data.features.copy()
+    for name in data.column_names:
+        if name in COLUMN_TYPES:
+            features[name] = Value(COLUMN_TYPES[name])
+    return data.cast(features)
+
+
 def write_shards(rows: list[dict], out_dir: Path, shard_rows: int) -> list[dict]:
     """Parquet shards in out_dir/data, replaced as a whole; returns each file's name, rows and sha256."""
-    from datasets import Dataset
-
     count = max(1, -(-len(rows) // shard_rows))
     for stale in out_dir.glob(".data-*"):  # a write killed midway: never part of the dataset (nor of an upload)
         shutil.rmtree(stale, ignore_errors=True)
@@ -143,7 +161,7 @@ def write_shards(rows: list[dict], out_dir: Path, shard_rows: int) -> list[dict]
     for i in range(count):
         part = rows[i * shard_rows : (i + 1) * shard_rows]
         path = staging / f"train-{i:05d}-of-{count:05d}.parquet"
-        Dataset.from_list(part).to_parquet(str(path))
+        _typed(part).to_parquet(str(path))
         files.append({"name": f"data/{path.name}", "rows": len(part), "sha256": file_sha256(path)})
     final = out_dir / "data"
     if final.exists():

@@ -295,3 +295,23 @@ def test_the_effective_config_is_written_into_the_run_folder(monkeypatch, tmp_pa
     assert saved.generate.sampling.temperature == 0.9 and saved.recipe == "smollm2"
     # every auto as this run resolved it: the precision and the teacher's seed (the run's, none of its own)
     assert saved.model.dtype == "float32" and saved.generate.sampling.seed == saved.seed == 42
+
+
+def test_the_data_card_parses_as_a_hub_card_with_typed_columns(monkeypatch, tmp_path):
+    """license other with its name and link, a pretty name, dataset_info (features and split size); and the Parquet
+    columns keep their types in a math-only dataset, where tests / io / entry_point are all None."""
+    import pyarrow.parquet as pq
+    from huggingface_hub import DatasetCard
+
+    assert _run(monkeypatch, tmp_path)[0] == 0
+    data = DatasetCard.load(tmp_path / "cards" / "demo.md").data.to_dict()
+    stats = _stats(tmp_path)
+    assert data["license"] == "other" and data["license_name"] and data["license_link"] == "LICENSE.md"
+    folder = tmp_path / "out" / "datasets" / "demo"
+    assert "Apache-2.0" in (folder / "LICENSE.md").read_text() and data["pretty_name"]
+    info = data["dataset_info"]
+    assert info["splits"] == [{"name": "train", "num_bytes": info["dataset_size"], "num_examples": stats["rows"]}]
+    dtypes = {f["name"]: f.get("dtype") for f in info["features"]}
+    assert dtypes["tests"] == dtypes["io"] == dtypes["entry_point"] == dtypes["answer"] == "string"
+    schema = pq.read_schema(folder / stats["files"][0]["name"])
+    assert str(schema.field("tests").type) == "string" and str(schema.field("level").type) == "int64"
