@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,16 +28,56 @@ class StageError(UserError, RuntimeError):
     """A stage's process failed; the message names the command to rerun it alone."""
 
 
-def _run_stage(command: list[str], stdout=None) -> tuple[int, str | None]:
-    """Run a stage, passing its stderr through (progress bars, its summary) and its stdout to `stdout` (a file; None:
-    this process's); its exit status and its last `error:` line, which the comparison's own error repeats."""
+# Lines of a stage's stderr that say nothing about the comparison: the libraries' weight loading and saving bars, a
+# missing Triton on CPU, and the stage's own "next:" hint (it is run here, not alone). They go to logs/<stage>.stderr.
+CHATTER = re.compile(
+    rb"Loading safetensors checkpoint shards|Loading weights|Writing model shards|Triton not available|^next: "
+)
+
+
+class _Filter:
+    """Passes a stage's stderr through, segment by segment (a progress bar redraws with \r), keeping CHATTER out of
+    the terminal and in `hidden`."""
+
+    def __init__(self, hidden) -> None:
+        self.hidden, self.pending = hidden, b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.pending += chunk
+        *done, self.pending = re.split(rb"(?<=[\r\n])", self.pending)
+        for segment in done:
+            self._emit(segment)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.pending:
+            self._emit(self.pending)
+        sys.stderr.flush()
+
+    def _emit(self, segment: bytes) -> None:
+        if CHATTER.search(segment.lstrip()):
+            self.hidden.write(segment)
+        else:
+            sys.stderr.buffer.write(segment)
+
+
+def _run_stage(command: list[str], stdout=None, hidden=None) -> tuple[int, str | None]:
+    """Run a stage, passing its stderr through (progress bars, its summary; CHATTER to `hidden`, a binary file, when
+    given) and its stdout to `stdout` (a file; None: this process's); its exit status and its last `error:` line, which
+    the comparison's own error repeats."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    passing = _Filter(hidden) if hidden is not None else None
     tail = b""
     while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.flush()
+        if passing is None:
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+        else:
+            passing.feed(chunk)
         tail = (tail + chunk)[-(1 << 14) :]
+    if passing is not None:
+        passing.close()
     proc.stderr.close()
     errors = [
         line.split(": error: ", 1)[1] for line in tail.decode("utf-8", "replace").splitlines() if ": error: " in line
@@ -78,8 +119,8 @@ class Comparison:
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"grpo.compare: [{name}] {' '.join(command[1:])}  (stdout: {out})", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        with out.open("w") as stdout:
-            code, last_error = _run_stage(command, stdout)
+        with out.open("w") as stdout, out.with_suffix(".stderr").open("wb") as hidden:
+            code, last_error = _run_stage(command, stdout, hidden)
         if code != 0:
             why = f": {last_error}" if last_error else ""
             raise StageError(

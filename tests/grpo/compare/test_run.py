@@ -252,3 +252,21 @@ def test_a_failed_stage_names_its_own_error(tmp_path, capsys):
     code, error = run._run_stage([sys.executable, str(script)])
     assert (code, error) == (2, "key foo is bad")
     assert "progress 50%" in capsys.readouterr().err  # passed through as it came
+
+
+def test_a_stages_library_chatter_goes_to_its_log_not_the_terminal(tmp_path, capsys):
+    from grpo.compare import run
+
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys\nw = sys.stderr.write\n"
+        "w('Loading safetensors checkpoint shards: 100% Completed | 1/1\\n')\nw('eval: 10%|#\\r')\nw('eval: 100%|##\\n')\n"
+        "w('Loading weights:  50%|#\\rLoading weights: 100%|##\\n')\nw('Triton not available\\n')\n"
+        "w('distill.eval: 3 problems\\n')\nw('next: python -m distill.sft ...\\n')\n"
+    )
+    with (tmp_path / "hidden").open("wb") as hidden:
+        code, _ = run._run_stage([sys.executable, str(script)], hidden=hidden)
+    shown = capsys.readouterr().err
+    assert code == 0 and shown == "eval: 10%|#\reval: 100%|##\ndistill.eval: 3 problems\n"
+    kept = (tmp_path / "hidden").read_text()
+    assert kept.count("Loading") == 3 and "Triton" in kept and kept.endswith("next: python -m distill.sft ...\n")
