@@ -129,7 +129,7 @@ def spending(cfg: Config, metrics, student: str, teacher: str):
 def _kd(cfg: Config, argv: list[str]) -> int:
     from distill.checks import same_model
     from distill.training.callbacks import fit, plot_loss
-    from distill.training.outputs import prepare_run_dir
+    from distill.training.outputs import prepare_run_dir, write_on_policy_card
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.kd, "kd")
@@ -155,6 +155,8 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")
+        seconds, command = time.perf_counter() - start, "python -m distill.kd " + " ".join(argv)
+        write_on_policy_card(cfg, "kd", trainer, out, seconds, command, (f"Teacher: `{teacher_of(cfg)}`",))
     minutes = (time.perf_counter() - start) / 60
     print(f"distill.kd: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}",
           file=sys.stderr)  # fmt: skip

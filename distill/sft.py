@@ -67,17 +67,25 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
         trainer.model.generation_config.save_pretrained(out)  # TRL may have changed its EOS: the merge keeps it
         merge_adapter(out, base, out / "merged", dtype=model_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code)
     last = _last_metrics(out / "metrics.jsonl")
+    tokens_per_s = round(last["num_tokens"] / seconds, 1) if last.get("num_tokens") and seconds else None
+    sft = cfg.sft
     facts = {
         "base_model": _base_name(cfg),
         "dataset": source.name,
         "dataset_kind": source.kind,
-        "data_card": source.data_card,
-        "rows": source.rows,
-        "dropped_long": source.dropped_long,
-        "steps": trainer.state.global_step,
-        "final_loss": last.get("loss"),
-        "seconds": seconds,
-        "tokens_per_s": round(last["num_tokens"] / seconds, 1) if last.get("num_tokens") and seconds else None,
+        "data_lines": [
+            f"Dataset: `{source.name}` ({source.rows} rows)",
+            f"Data card: `{source.data_card or 'none'}`",
+            f"Rows longer than sft.max_length ({sft.max_length} tokens): {source.dropped_long} left out "
+            f"(sft.long_rows={sft.long_rows})",
+            "Loss on the assistant turn only (prompt/completion rows; the template check verified that the reasoning "
+            "and the EOS token are trained)",
+        ],
+        "result_lines": [
+            f"Optimizer steps: {trainer.state.global_step}, final loss: {last.get('loss')}, time: {seconds:.0f} s, "
+            f"tokens/s: {tokens_per_s}",
+            "Loss curve: `loss.png`; every logging step: `metrics.jsonl`",
+        ],
         "command": command,
     }
     write_model_card(cfg, out, facts)

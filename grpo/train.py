@@ -115,7 +115,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
 
 
 def _train(cfg: Config, argv: list[str]) -> int:
-    from distill.training.outputs import prepare_run_dir
+    from distill.training.outputs import prepare_run_dir, write_on_policy_card
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.grpo, "grpo")
@@ -130,6 +130,10 @@ def _train(cfg: Config, argv: list[str]) -> int:
     if stopped is not None:
         return stopped
     trainer.save_model(str(out))
+    if trainer.is_world_process_zero():  # after save_model, whose card is TRL's generic one
+        write_on_policy_card(
+            cfg, "grpo", trainer, out, time.perf_counter() - start, "python -m grpo.train " + " ".join(argv)
+        )
     minutes = (time.perf_counter() - start) / 60
     print(
         f"grpo.train: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}, "

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cards import assert_hub_model_card
 
 from distill.errors import ConfigError
 from distill.recipes import load_config
@@ -125,6 +126,8 @@ def test_kd_brings_the_student_closer_to_the_teacher_and_resumes(tiny_student, t
     assert records[-1]["num_tokens"] > records[0]["num_tokens"]  # TRL's running count of prompt + completion tokens
     assert (run / "adapter_config.json").is_file() and (run / "checkpoint-6").is_dir()
     assert (run / "loss.png").stat().st_size > 1000
+    assert "Teacher:" in (run / "README.md").read_text()
+    assert_hub_model_card(run, "kd", str(tiny_student))
 
     # Measured apart from the trainer: the reverse KL to the teacher fell on the student's own kind of text.
     teacher = AutoModelForCausalLM.from_pretrained(tiny_teacher)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cards import assert_hub_model_card
 from processes import wait_for
 from stderr import after_first_line
 
@@ -162,6 +163,8 @@ def test_outputs_card_metrics_and_template(lora_run, workdir, tiny_llama):
     card = (out / "README.md").read_text()
     assert str(workdir / "cards" / "demo.md") in card  # the data card the model was trained on
     assert str(tiny_llama) in card and '"method": "lora"' in card and "library_name: peft" in card
+    assert "license" not in assert_hub_model_card(out, "sft", str(tiny_llama))  # a random model: none to inherit
+    assert "license" not in assert_hub_model_card(out / "merged", "sft", str(tiny_llama))  # merged/ has its card
     assert "<|im_start|>" in (out / "chat_template.jinja").read_text()
     assert (out / "merged" / "config.json").is_file()
 
@@ -447,3 +450,10 @@ def test_padding_free_batches_train_as_padded_ones(workdir, tiny_llama):
         first[free] = _metrics(workdir / "out" / "sft" / f"padding-free-{free}")[0]
     assert first["true"]["loss"] == pytest.approx(first["false"]["loss"], rel=1e-4)
     assert first["true"]["grad_norm"] == pytest.approx(first["false"]["grad_norm"], rel=1e-3)
+
+
+def test_a_model_card_inherits_its_bases_license():
+    from distill.training.outputs import base_license
+
+    assert base_license("smollm2-135m") == "apache-2.0"  # the built-in model's wheel says so
+    assert base_license("/no/such/folder") is None  # nothing to read: the card says nothing rather than guess

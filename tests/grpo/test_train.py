@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cards import assert_hub_model_card
 from processes import wait_for
 from reward_doubles import add_chars_reward
 
@@ -104,6 +105,7 @@ def test_train_updates_every_parameter_logs_every_field_and_resumes(
     for image in ("reward_components", "accuracy", "response_length", "reflection_share", "kl_clip_truncation"):
         assert (run / "plots" / f"{image}.png").stat().st_size > 1000
     assert (run / "adapter_config.json").is_file() and (run / "checkpoint-2").is_dir()
+    assert_hub_model_card(run, "grpo", str(tiny_llama))
 
     # Started again with a larger budget, the run continues from checkpoint-2 instead of starting over.
     assert train.main(_argv(tiny_llama, tmp_path / "out", "grpo.max_steps=3", "grpo.save_steps=3")) == 0
