@@ -161,7 +161,7 @@ def _verify_io(program: str, cases: list[dict], limits: Limits) -> Verdict:
         if failed is not None:
             return first_wrong or failed
         if r.exit_code != 0:
-            detail = _last_line(r.stderr_tail).split(":", 1)[0] if r.exit_code > 0 else ""
+            detail = _last_line(r.stderr_tail).split(":", 1)[0] if (r.exit_code or 0) > 0 else ""
             shown = program_text(detail, 60) if detail else f"exit status {r.exit_code}{_killed(r.exit_code)}"
             return first_wrong or wrong(f"case {k}: runtime error ({shown})")
         if first_wrong is None and _normalize(r.stdout.decode("utf-8", "replace")) != _normalize(str(case["output"])):
