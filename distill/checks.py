@@ -211,6 +211,11 @@ def check_compare(cfg: Config) -> None:
             "compare.teacher_from=rl (R1's order), or leave kd out"
         )
     _at_least("compare.bootstrap", cfg.compare.bootstrap, 100)
+    seeds = cfg.compare.seeds
+    if seeds and (len(seeds) < 2 or len(set(seeds)) != len(seeds)):
+        raise ConfigError(
+            f"key 'compare.seeds' expects two or more distinct training seeds (one run: seed=N), got {seeds}"
+        )
     if not 0.5 < cfg.compare.confidence < 1:
         raise ConfigError(f"key 'compare.confidence' expects a level between 0.5 and 1, got {cfg.compare.confidence}")
 

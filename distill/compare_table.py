@@ -64,7 +64,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "eval_context", "distill.eval", "eval", "eval", (), "eval", False,
-        "the context rows (student as is, teacher, sweep points) on the first compare.context_problems problems",
+        "the context rows (the teacher, sweep points) on the first compare.context_problems problems",
     ),
 )  # fmt: skip
 STAGE = {stage.name: stage for stage in STAGES}

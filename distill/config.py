@@ -369,11 +369,15 @@ class CompareSection:
     # of two arms' per-problem differences assumed when sizing (the report states the measured one).
     min_detectable: float | None = None
     planning_sd: float = 0.5
-    # The rows that give the question its context -- the student as is, the teacher, the budget sweep's checkpoints --
-    # evaluated on the first context_problems of those problems only (the trained arms' final models, which the
+    # The rows that give the question its context -- the teacher, the budget sweep's checkpoints -- evaluated on the
+    # first context_problems of those problems only (the trained arms' final models and the student as is, which the
     # question compares, get all of them), so a sized evaluation costs less; their pairs then rest on those problems.
     # None: every row on every problem.
     context_problems: int | None = None
+    # Training seeds as replicates: the whole comparison once per seed (every arm trained again, the teacher and its
+    # data drawn again, the same held-out problems), then a report whose intervals cover training runs and problems
+    # both (grpo.compare.replicates). [] : one run with `seed`.
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Pure functions of verdicts and answer keys: no model, no verifier, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from statistics import NormalDist
@@ -145,3 +146,120 @@ def problems_to_detect(difference: float, sd: float, confidence: float = 0.95, p
         raise ValueError(f"needs 0 < difference <= 1 and sd > 0, got difference={difference}, sd={sd}")
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
     return int(np.ceil((z * sd / difference) ** 2))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The q-quantile (0.5 < q < 1) of Student's t with `df` (> 0, fractional allowed) degrees of freedom: the
+    density integrated numerically and inverted by interpolation (no scipy in the CPU install); within 1e-4 of the
+    tables from df = 1 up."""
+    if not 0.5 < q < 1 or df <= 0:
+        raise ValueError(f"t_quantile needs 0.5 < q < 1 and df > 0, got q={q}, df={df}")
+    if df > 1e4:
+        return NormalDist().inv_cdf(q)
+    x = np.linspace(0.0, 1.0, 200_001) ** 2 * 400  # dense near 0, where the mass is; 400 covers df=1 at q=0.9992
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
+    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(x))])
+    if q > cdf[-1]:
+        raise ValueError(f"t_quantile: q={q} is beyond the table for df={df}")
+    return float(np.interp(q, cdf, x))
+
+
+def _seed_components(scores: np.ndarray) -> tuple[float, float, float]:
+    """For one arm's pass@1, seeds x problems: (variance of its per-seed means, the within-evaluation residual
+    variance of one score once seed and problem effects are removed, the between-training-runs variance). One seed:
+    nothing between runs can be measured (0, 0, 0)."""
+    seeds, problems = scores.shape
+    if seeds < 2:
+        return 0.0, 0.0, 0.0
+    means = scores.mean(axis=1)
+    resid = scores - means[:, None] - scores.mean(axis=0)[None, :] + scores.mean()
+    within = float((resid**2).sum() / ((seeds - 1) * (problems - 1)))
+    spread = float(means.var(ddof=1))
+    return spread, within, max(0.0, spread - within / problems)
+
+
+def replicated_difference(a, b, confidence: float = 0.95, power: float = 0.8) -> dict:
+    """Arm A against arm B when each was trained with several seeds and every model was evaluated on the same
+    problems: `a[s][p]`, `b[s][p]` are pass@1 of the arm's seed-s model on problem p (an arm trained once, or not at
+    all -- the student as is -- has one row). The difference of the arms' means over seeds and problems, with an
+    interval that covers both the training runs' spread and the evaluation's.
+
+    Its variance is the sum of (1) the per-problem differences' variance over P problems -- the problems the
+    evaluation happened to draw and its sampling noise, as the paired bootstrap over problems measures -- and
+    (2) for each arm, its per-seed means' variance over its S seeds -- the run-to-run spread a second training run
+    shows. (2) also holds the evaluation noise once more, divided by S*P: a conservative overlap, small next to (1).
+    With 3 seeds (2) is itself known to 2 degrees of freedom, so the interval uses Student's t with Welch-
+    Satterthwaite's degrees of freedom rather than a normal or a bootstrap over 3 seeds (which covers too little:
+    a bootstrap of 3 values cannot see a spread beyond them). tests/test_eval.py checks its coverage by simulation.
+
+    Returns the difference, the interval, whether the sign holds in every seed (seed s of A against seed s of B; an
+    arm with one row against each seed of the other), the share of the variance that is between training runs, and
+    what sizes the next run: the per-component variances `min_detectable` and `seeds_to_detect` read."""
+    A, B = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    if A.shape[1] != B.shape[1] or A.shape[1] < 2 or A.ndim != 2 or B.ndim != 2:
+        raise ValueError(f"needs seeds x problems arrays on the same >= 2 problems, got {A.shape} and {B.shape}")
+    if A.shape[0] > 1 and B.shape[0] > 1 and A.shape[0] != B.shape[0]:
+        raise ValueError(f"two trained arms need the same seeds, got {A.shape[0]} and {B.shape[0]}")
+    problems = A.shape[1]
+    per_problem = A.mean(axis=0) - B.mean(axis=0)
+    problem_term = float(per_problem.var(ddof=1)) / problems
+    comps = [_seed_components(x) for x in (A, B)]
+    seed_terms = [run / x.shape[0] for (_, _, run), x in zip(comps, (A, B), strict=True)]
+    variance = problem_term + sum(seed_terms)
+    parts = [(problem_term, problems - 1)] + [(t, x.shape[0] - 1) for t, x in zip(seed_terms, (A, B), strict=True)]
+    denom = sum(term**2 / df for term, df in parts if df > 0 and term > 0)
+    df = variance**2 / denom if denom > 0 else float("inf")
+    half = t_quantile(1 - (1 - confidence) / 2, df) * math.sqrt(variance) if variance > 0 else 0.0
+    difference = float(per_problem.mean())
+    per_seed = (
+        A.mean(axis=1) - B.mean(axis=1)
+        if A.shape[0] == B.shape[0]
+        else (A.mean(axis=1)[:, None] - B.mean(axis=1)[None, :]).ravel()
+    )
+    between = sum(seed_terms)
+    within_eval = [w for _, w, _ in comps]
+    interaction = max(
+        0.0, float(per_problem.var(ddof=1)) - sum(w / x.shape[0] for w, x in zip(within_eval, (A, B), strict=True))
+    )
+    return {
+        "problems": problems,
+        "seeds": [int(A.shape[0]), int(B.shape[0])],
+        "difference": difference,
+        "ci": [difference - half, difference + half],
+        "df": df,
+        "sign_every_seed": bool(np.all(np.sign(per_seed) == np.sign(difference))) if difference != 0 else False,
+        "per_seed": [float(x) for x in per_seed],
+        "between_runs_share": between / (between + problem_term) if between + problem_term > 0 else 0.0,
+        "variance": {
+            "problem": interaction,  # arm-by-problem, per problem
+            "runs": [run for _, _, run in comps],  # between training runs, per arm
+            "evaluation": within_eval,  # one score's evaluation noise, per arm
+        },
+        "confidence": confidence,
+        "power": power,
+    }
+
+
+def min_detectable(variance: dict, seeds: int, problems: int, confidence: float = 0.95, power: float = 0.8) -> float:
+    """The true gap (a fraction of pass@1) a comparison with `seeds` training runs per arm and `problems` problems
+    resolves with probability `power` at level 1 - confidence, for the variance components `replicated_difference`
+    measured: (z_{1-alpha/2} + z_power) * sqrt(problem/P + sum(runs)/S + sum(evaluation)/(S*P)). An arm not trained
+    (one row) adds nothing between runs."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+    var = (
+        variance["problem"] / problems
+        + sum(variance["runs"]) / seeds
+        + sum(variance["evaluation"]) / (seeds * problems)
+    )
+    return z * math.sqrt(var)
+
+
+def seeds_to_detect(variance: dict, gap: float, problems: int, confidence: float = 0.95, power: float = 0.8,
+                    most: int = 1000) -> int | None:  # fmt: skip
+    """The fewest training seeds per arm that resolve a true `gap` on `problems` problems (min_detectable <= gap);
+    None when no number of seeds up to `most` does -- the problems then are the limit, not the seeds."""
+    for seeds in range(1, most + 1):
+        if min_detectable(variance, seeds, problems, confidence, power) <= gap:
+            return seeds
+    return None

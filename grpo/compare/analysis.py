@@ -118,3 +118,28 @@ def sweep_leaders(rows: dict[str, dict], resamples: int, seed: int, confidence: 
                 entry["paired"] = paired_difference(*paired_scores(first, second, bench), resamples, seed, confidence)
             out.append(entry)
     return out
+
+
+def replicate_statistics(by_seed: dict[int, dict[str, dict]], confidence: float) -> list[dict]:
+    """Each pair of PAIRS present in every seed's rows, per benchmark: distill.metrics.replicated_difference over the
+    seeds' per-problem pass@1 on the problems every one of those rows was evaluated on (the interval over training
+    runs and problems, the sign per seed, the share of variance between runs)."""
+    from distill.metrics import replicated_difference
+
+    seeds = sorted(by_seed)
+    finals = {seed: arms_only(rows) for seed, rows in by_seed.items()}
+    present = set.intersection(*(set(rows) for rows in finals.values()))
+    out = []
+    for bench in benchmarks(finals[seeds[0]]):
+        for a, b in PAIRS:
+            if a not in present or b not in present:
+                continue
+            scores = [(finals[s][a]["problem_scores"][bench], finals[s][b]["problem_scores"][bench]) for s in seeds]
+            ids = sorted(set.intersection(*(set(sa) & set(sb) for sa, sb in scores)))
+            if len(ids) < 2:
+                raise DataError(f"{bench}: arms {a!r} and {b!r} share fewer than 2 problems across the seeds")
+            first = [[sa[i] for i in ids] for sa, _ in scores]
+            second = [[sb[i] for i in ids] for _, sb in scores]
+            stats = replicated_difference(first, second, confidence)
+            out.append({"benchmark": bench, "a": a, "b": b, "seed_values": seeds, **stats})
+    return out

@@ -219,9 +219,10 @@ class Comparison:
 
 
 def is_context(name: str) -> bool:
-    """A row that gives the comparison its context rather than one of its answers: the student as is, the teacher,
-    a budget sweep's checkpoint (compare.context_problems)."""
-    return name in ("base", "teacher") or "@" in name
+    """A row that gives the comparison its context rather than one of its answers: the teacher, a budget sweep's
+    checkpoint (compare.context_problems). The student as is is not: every arm is reported against it, on the arms'
+    own problems."""
+    return name == "teacher" or "@" in name
 
 
 def sweep_name(arm: str, fraction: float) -> str:
@@ -230,7 +231,17 @@ def sweep_name(arm: str, fraction: float) -> str:
 
 
 def compare(cfg: Config) -> Path:
-    """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder."""
+    """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder (with
+    compare.seeds, the comparison once per seed and the report over them: grpo.compare.replicates)."""
+    if cfg.compare.seeds:
+        from grpo.compare.replicates import replicate
+
+        return replicate(cfg, compare_rows)
+    return compare_rows(cfg)[1]
+
+
+def compare_rows(cfg: Config) -> tuple[dict[str, dict], Path]:
+    """One comparison: its rows, after its report is written; and the report folder."""
     from grpo.compare.report import write_report
 
     run = Comparison(cfg)
@@ -240,7 +251,8 @@ def compare(cfg: Config) -> Path:
     for arm in arms:
         run.train_arm(arm)
     run.evaluate(arms)
-    return write_report(cfg, run.rows(arms), run.root / "report")
+    rows = run.rows(arms)
+    return rows, write_report(cfg, rows, run.root / "report")
 
 
 SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO, on-policy KD."
@@ -261,8 +273,9 @@ def _compare(cfg: Config, argv: list[str]) -> int:
     # The table and its reading, without the markdown image links (their files are listed below).
     print("\n".join(line for line in table.splitlines() if not line.startswith("![")).rstrip() + "\n")
     print(f"report: {report / 'table.md'}")
-    for name in ("accuracy_vs_compute.png", "grpo_response_length.png", "compare.json"):
-        print(f"        {report / name}")
+    for name in ("accuracy_vs_compute.png", "grpo_response_length.png", "compare.json", "replicates.json"):
+        if (report / name).is_file():
+            print(f"        {report / name}")
     return 0
 
 

@@ -199,9 +199,11 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     # Each stage ran `python -m <module> recipe=<root>/stages/<name>.yaml`: its resolved settings, kept beside it.
     settings = {name: yaml.safe_load((root / "stages" / f"{name}.yaml").read_text()) for name in ledger}
     assert all(ledger[name]["command"].endswith(f"recipe={root}/stages/{name}.yaml") for name in ledger)
-    assert settings["eval"]["eval"]["models"] == [f"kd={root}/kd/kd"]
+    # The student as is is evaluated with the arms, on all their problems; the teacher and the sweep on 4.
+    assert settings["eval"]["eval"]["models"][0].startswith("base=")
+    assert settings["eval"]["eval"]["models"][1:] == [f"kd={root}/kd/kd"]
     context = settings["eval_context"]["eval"]
-    assert context["models"][0].startswith("base=") and f"kd@0.5={root}/kd/kd/checkpoint-1" in context["models"]
+    assert context["models"][0].startswith("teacher=") and f"kd@0.5={root}/kd/kd/checkpoint-1" in context["models"]
     assert context["prompts"]["limit"] == 4 and settings["eval"]["eval"]["prompts"]["limit"] is None
     assert settings["grpo_teacher"]["grpo"]["target"] == "teacher"
     teacher = root / "grpo" / "teacher"
