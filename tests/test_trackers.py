@@ -99,13 +99,19 @@ def test_a_tracker_that_is_not_installed_stops_the_stage_in_one_line_naming_the_
     assert sum("error" in line for line in lines) == 1
 
 
-def test_trl_config_carries_report_to_run_name_and_project(tmp_path):
-    from distill.training.trl_args import grpo_args
+@pytest.mark.parametrize("stage", ["sft", "grpo", "kd"])
+def test_trl_config_carries_report_to_run_name_and_project(tmp_path, stage):
+    from distill.training import trl_args
 
-    cfg = load_config(["report_to=tensorboard", "project=my-study"])
-    args = grpo_args(cfg, tmp_path / "teacher-x", [1.0], vllm=False)
-    assert (args.report_to, args.run_name, args.project) == (["tensorboard"], "grpo-teacher-x", "my-study")
-    assert grpo_args(load_config([]), tmp_path, [1.0], vllm=False).report_to == []
+    build = {
+        "sft": lambda cfg, out: trl_args.sft_args(cfg, out),
+        "grpo": lambda cfg, out: trl_args.grpo_args(cfg, out, [1.0], vllm=False),
+        "kd": lambda cfg, out: trl_args.kd_args(cfg, out, vllm=False),
+    }[stage]
+    cfg = load_config(["report_to=tensorboard", "project=my-study", f"{stage}.report_to=[tensorboard,trackio]"])
+    args = build(cfg, tmp_path / "x")
+    assert (args.report_to, args.run_name, args.project) == (["tensorboard", "trackio"], f"{stage}-x", "my-study")
+    assert build(load_config([]), tmp_path / "x").report_to == []
 
 
 # --- GRPO: TRL's keys and the monitor's own, in TensorBoard's event files --------------------------------------------
@@ -258,6 +264,32 @@ RESULTS = {
                       "mean_tokens": 80.0, "truncated": 0.25},
     },
 }  # fmt: skip
+
+
+def test_distill_eval_with_report_to_writes_its_results_to_tensorboard(tmp_path, monkeypatch):
+    """The entry point end to end, a fake sampler standing in for vLLM: results.json's numbers in the event files."""
+    from fakes import FakeSampler
+
+    from distill import eval as evaluation
+
+    model = tmp_path / "run" / "checkpoint-5"  # a folder that resolves as a model; the fake sampler never loads it
+    model.mkdir(parents=True)
+    shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}  # fmt: skip
+    (model / "config.json").write_text(
+        json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"], **shape})
+    )
+    (model / "model.safetensors").write_bytes(b"\0" * 4096)
+    monkeypatch.setattr(evaluation, "make_sampler", lambda cfg, path: FakeSampler(skill=0.5))
+    argv = [f"model={model}", "benchmarks=synthetic", "samples=2", "limit=4", f"output_dir={tmp_path / 'out'}",
+            "eval.verify.workers=1", "report_to=tensorboard"]  # fmt: skip
+    assert evaluation.main(argv) == 0
+
+    out = tmp_path / "out" / "eval" / "run-checkpoint-5"  # distill.eval names it by the run and the checkpoint
+    synthetic = json.loads((out / "results.json").read_text())["benchmarks"]["synthetic"]
+    series = scalars(out / "runs")
+    assert series["eval/synthetic/pass@1"] == [(5, pytest.approx(synthetic["pass@1"]))]
+    assert series["eval/synthetic/cons@k"] == [(5, pytest.approx(synthetic["cons@k"]))]
 
 
 def test_eval_results_reach_tensorboard_at_the_checkpoints_step_and_a_rerun_replaces_them(tmp_path):
