@@ -14,6 +14,7 @@ from distill.config import Config, teacher_name
 from distill.engines import ENGINES
 from distill.errors import ConfigError
 from distill.precision import DTYPES
+from distill.trackers import check_names as check_trackers
 from distill.training.trainee import METHODS
 
 # The choices below have no module of ours below this one to own them: TRL's GRPOConfig reads loss_type and
@@ -239,5 +240,6 @@ def check_config(cfg: Config) -> None:
     for key in ("sft", "grpo", "kd"):
         _fractions(f"{key}.save_fractions", getattr(cfg, key).save_fractions)
     _fractions("compare.sweep", cfg.compare.sweep)
+    check_trackers(cfg)
     _one_of("hardware.sharding", cfg.hardware.sharding, SHARDING)
     _at_least("hardware.gpu_memory_gib", cfg.hardware.gpu_memory_gib, 0, strict=True)

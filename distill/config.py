@@ -327,6 +327,9 @@ class EvalSection:
     # <output_dir>/eval/NAME). Models with the same architecture and tokenizer share one vLLM engine, which reloads
     # the next one's weights in place (about 1 s) instead of starting again (about 30 s on CPU).
     models: list[str] = field(default_factory=list)
+    # The trackers the results go to (as the top-level report_to; None: that one), as run eval-<folder> at the
+    # model's training step (a checkpoint-N folder's N, else 0).
+    report_to: str | list[str] | None = None
 
 
 @dataclass
@@ -420,6 +423,15 @@ class Config:
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"
+    # Experiment trackers, as TRL's report_to: none, tensorboard, trackio, wandb, mlflow, or several (a list, or
+    # report_to=tensorboard,trackio). One default for every stage that reports -- sft, grpo and kd through TRL's
+    # integrations (every logged key, grpo.monitor's warnings too), eval its results -- that a stage's own
+    # `<stage>.report_to` overrides. tensorboard writes into each run's folder (<run>/runs/; `tensorboard --logdir
+    # <output_dir>`), trackio into its local store (`trackio show`). tensorboard and trackio: pip extra `trackers`.
+    report_to: str | list[str] = "none"
+    # The trackers' project (TRL's `project`, trackio's; wandb's WANDB_PROJECT and mlflow's experiment unless those
+    # are set); each stage is a run in it named <stage>-<output folder>.
+    project: str = "distill-factory"
     # Filled in by load_config with the recipe's name; not meant to be set by hand.
     recipe: str = ""
 

@@ -15,8 +15,10 @@ weights in place instead of starting again -- on CPU the start costs more than s
 
 Writes <output_dir>/eval/<run_name>/: results.json (metrics and a manifest -- dataset hashes, prompt template,
 sampling, model hash, versions, seed -- so two runs can be compared), results.md (a table) and samples.jsonl (every
-sample with its verdict). Resumable: each benchmark journals its finished prompts in .work/, and a run started again
-samples only the rest (each prompt has its own seed, so the result equals an uninterrupted run).
+sample with its verdict); with report_to (or eval.report_to) set, the metrics also go to those trackers
+(distill.trackers.log_results; tensorboard: <run_name>/runs/). Resumable: each benchmark journals its finished
+prompts in .work/, and a run started again samples only the rest (each prompt has its own seed, so the result equals
+an uninterrupted run).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from distill.journal import open_work_dir, read_journal
 from distill.metrics import summarize
 from distill.models import engine_signature, model_fingerprint, resolve_for_inference
 from distill.rollout import sample_verify_journal
+from distill.trackers import log_results
 from distill.verifiers.math import answer_key
 from distill.verifiers.pool import VerifierPool
 
@@ -204,6 +207,7 @@ def run(plan: Plan, command: str | None = None, engines: Engines | None = None) 
     results = {"model": plan.model, "benchmarks": scores, "manifest": manifest(plan, command)}
     results["manifest"]["wall_s"] = round(time.perf_counter() - start, 1)
     write_outputs(plan.out_dir, results, samples)
+    log_results(cfg, plan.out_dir, results)  # to eval.report_to's trackers, if any
     return results
 
 

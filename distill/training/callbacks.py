@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from distill.compute import FlopBudget, SaveAtFractions
+from distill.trackers import log_first
 
 # Logged by Trainer/TRL at each logging step and kept in metrics.jsonl.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "num_tokens", "mean_token_accuracy", "entropy", "epoch")
@@ -26,8 +27,11 @@ class MetricsLog(TrainerCallback):
     """One JSON line per logging step: step, loss, learning_rate, grad_norm, tokens_per_s and TRL's token metrics.
 
     tokens_per_s counts the non-padding tokens (prompt + completion) that went through the model since the previous
-    line, per second of wall time, from TRL's running `num_tokens` (summed over processes).
+    line, per second of wall time, from TRL's running `num_tokens` (summed over processes); it is also added to the
+    step's logs, for the trackers (report_to).
     """
+
+    adds_to_logs = True  # run ahead of the trackers' callbacks (distill.trackers.log_first)
 
     def __init__(self, path: Path, renamed: dict[str, str] | None = None) -> None:
         self.path = path
@@ -53,6 +57,7 @@ class MetricsLog(TrainerCallback):
         record.update({short: logs[key] for key, short in self.renamed.items() if key in logs})
         if "num_tokens" in logs:
             record["tokens_per_s"] = round((logs["num_tokens"] - self.last_tokens) / max(now - self.last_time, 1e-9), 2)
+            logs["tokens_per_s"] = record["tokens_per_s"]
             self.last_tokens = logs["num_tokens"]
         self.last_time = now
         self.history.append(record)
@@ -118,6 +123,7 @@ def training_callbacks(section, metrics: TrainerCallback, spent: Callable[[], fl
 def fit(trainer, stop: SaveOnSignal, resume: str | None, prog: str) -> int | None:
     """Train (from the checkpoint `resume`, if any) with SIGTERM caught; None when the run ended, else the exit
     status 128 + signal after the checkpoint of the step in flight is saved (the same command resumes it)."""
+    log_first(trainer)
     with stop:
         trainer.train(resume_from_checkpoint=resume)
     if stop.received is None:

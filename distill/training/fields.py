@@ -63,6 +63,9 @@ class TrainingFields:
     # auto: continue from the last complete checkpoint in the output folder if any; never: start over (its
     # checkpoints are removed); or the path of a checkpoint folder.
     resume: str = "auto"
+    # This stage's experiment trackers (TRL's report_to: none, tensorboard, trackio, wandb, mlflow or a list); None:
+    # the top-level report_to (distill.config).
+    report_to: str | list[str] | None = None
     lora: LoraSection = field(default_factory=LoraSection)
     quant: QuantSection = field(default_factory=QuantSection)
     # Any other field of the trainer's TRL config (SFTConfig, GRPOConfig, DistillationConfig), passed as is

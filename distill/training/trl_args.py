@@ -15,6 +15,7 @@ from pathlib import Path
 
 from distill.config import Config
 from distill.errors import ConfigError
+from distill.trackers import tracker_args
 from distill.training.trainee import cuda, model_dtype
 
 
@@ -39,9 +40,10 @@ def liger_available() -> bool:
     return importlib.util.find_spec("liger_kernel") is not None and cuda()
 
 
-def training_args(cfg: Config, section, out_dir: Path) -> dict:
+def training_args(cfg: Config, section, out_dir: Path, stage: str) -> dict:
     """The TrainingArguments fields of distill.training.fields.TrainingFields, which sft, grpo and kd share under the
-    same keys: schedule, clipping, accumulation, length of training, checkpointing, precision and saving."""
+    same keys: schedule, clipping, accumulation, length of training, checkpointing, precision, saving and the
+    experiment trackers (report_to, run_name, project: distill.trackers)."""
     return dict(
         output_dir=str(out_dir),
         seed=cfg.seed,
@@ -61,7 +63,7 @@ def training_args(cfg: Config, section, out_dir: Path) -> dict:
         save_strategy="steps",
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,
-        report_to="none",
+        **tracker_args(cfg, stage, out_dir),
     )
 
 
@@ -71,7 +73,7 @@ def sft_args(cfg: Config, out_dir: Path):
 
     sft = cfg.sft
     kwargs = dict(
-        **training_args(cfg, sft, out_dir),
+        **training_args(cfg, sft, out_dir, "sft"),
         # Unpacked padding-free rows are not cut by TRL (it refuses a max_length): distill.sft has already left out
         # the rows above it (long_rows=drop; checks.check_sft refuses truncate there).
         max_length=None if sft.padding_free and not sft.packing else sft.max_length,
@@ -139,7 +141,7 @@ def grpo_args(cfg: Config, out_dir: Path, reward_weights: list[float], vllm: boo
 
     g = cfg.grpo
     kwargs = dict(
-        **training_args(cfg, g, out_dir),
+        **training_args(cfg, g, out_dir, "grpo"),
         num_generations=g.num_generations,
         loss_type=g.loss_type,
         beta=g.beta,
@@ -166,7 +168,7 @@ def kd_args(cfg: Config, out: Path, vllm: bool):
 
     kd = cfg.kd
     kwargs = dict(
-        **training_args(cfg, kd, out),
+        **training_args(cfg, kd, out, "kd"),
         **on_policy_args(kd, vllm),
         beta=kd.beta,
         vllm_mode="colocate",

@@ -21,6 +21,7 @@ from distill.compare_table import ARM, ARMS, GRPO_ARMS, LABELS, STAGE, STAGES, s
 from distill.config import Config
 from distill.errors import UserError
 from grpo.compare.accounting import Accounts, read_jsonl, sized_eval
+from grpo.compare.progress import watch
 from grpo.compare.stages import Layout, stage_config, write_settings
 
 
@@ -111,7 +112,8 @@ class Comparison:
         """Runs stage `name` once with its settings file; a finished run is taken from the ledger."""
         if name in self.ledger:
             return self.ledger[name]
-        settings = write_settings(self.settings(name, models), self.layout.settings_file(name))
+        resolved = self.settings(name, models)
+        settings = write_settings(resolved, self.layout.settings_file(name))
         command = [sys.executable, "-m", STAGE[name].module, f"recipe={settings}"]
         # A stage's stdout (TRL's per-step log lines, its own table) goes to a file: the comparison's stdout is the
         # report's table alone.
@@ -119,7 +121,9 @@ class Comparison:
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"grpo.compare: [{name}] {' '.join(command[1:])}  (stdout: {out})", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        with out.open("w") as stdout, out.with_suffix(".stderr").open("wb") as hidden:
+        # A line per logging step of a training stage on the terminal (grpo.compare.progress).
+        progress = watch(name, resolved, self.layout.folder(name))
+        with out.open("w") as stdout, out.with_suffix(".stderr").open("wb") as hidden, progress:
             code, last_error = _run_stage(command, stdout, hidden)
         if code != 0:
             why = f": {last_error}" if last_error else ""

@@ -95,7 +95,12 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
     assert compare.main(argv) == 0
     root = out / "compare" / "smollm2"
     # It ends by printing the table, its reading, and where the report and the plots are.
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # Beside each training stage's bar, a line per logging step (grpo.compare.progress).
+    assert "grpo.compare: [sft] step 2/2  loss " in captured.err
+    step = r"grpo\.compare: \[grpo_rl\] step 1/2  reward \S+  accuracy \S+  length \d+  tokens/s \S+\n"
+    assert re.search(step, captured.err)
     assert "| (c) RL: GRPO on the student |" in printed and "## What the numbers show" in printed
     assert f"report: {root / 'report' / 'table.md'}" in printed and "![" not in printed
     assert str(root / "report" / "accuracy_vs_compute.png") in printed
