@@ -159,14 +159,14 @@ class SFTSection(TrainingFields):
     # (benchmarks/sft.py); with long_rows=drop, rows above max_length are left out before training.
     packing: bool = False
     padding_free: bool = True
-    per_device_batch_size: int = 4
+    per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2.0e-4
-    lr_scheduler: str = "cosine"
+    lr_scheduler_type: str = "cosine"
     # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
     warmup_steps: float = 0.03
     # Liger kernels (RMSNorm, RoPE, SwiGLU) when liger_kernel is installed and CUDA is available.
-    liger: bool = True
+    use_liger_kernel: bool = True
     # Attention kernel passed to from_pretrained (sdpa, flash_attention_2, eager); None: transformers' default.
     attn_implementation: str | None = None
     # The token that ends an assistant turn and stops generation, when the tokenizer's EOS is another one (base
@@ -418,6 +418,17 @@ class Config:
     output_dir: str = "outputs"
     # Filled in by load_config with the recipe's name; not meant to be set by hand.
     recipe: str = ""
+
+
+# Keys that now carry TRL's names (trl.SFTConfig, transformers.TrainingArguments): old name -> new, in any section.
+# distill.recipes refuses an old one with one line naming the new one, so a recipe written before does not silently
+# fall back to a default.
+RENAMED = {
+    "per_device_batch_size": "per_device_train_batch_size",
+    "lr_scheduler": "lr_scheduler_type",
+    "num_epochs": "num_train_epochs",
+    "liger": "use_liger_kernel",
+}
 
 
 def card_dir(cfg: Config) -> Path:

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from distill.checks import check_config
-from distill.config import Config
+from distill.config import RENAMED, Config
 from distill.errors import ConfigError
 
 RECIPES_DIR = Path(os.environ.get("DISTILL_RECIPES", Path(__file__).resolve().parents[1] / "recipes"))
@@ -66,9 +66,18 @@ def _is_dict_key(key: str, keys: dict[str, Any]) -> bool:
     return False
 
 
+def _check_renamed(key: str, keys: dict[str, Any]) -> None:
+    """ConfigError for a key that now carries TRL's name (config.RENAMED), naming the new one."""
+    head, _, last = key.rpartition(".")
+    new = f"{head}.{RENAMED[last]}" if head else RENAMED.get(last, "")
+    if last in RENAMED and (new in keys or not head):
+        raise ConfigError(f"{key} was renamed: use {new}")
+
+
 def _check_key(key: str, keys: dict[str, Any], where: str) -> None:
     if key in keys or _is_dict_key(key, keys):
         return
+    _check_renamed(key, keys)
     raise ConfigError(f"unknown key '{key}' {where}; closest valid: {_closest(key, list(keys))}")
 
 
@@ -128,6 +137,7 @@ def _flag_key(flag: str, keys: dict[str, Any], sections: tuple[str, ...]) -> str
         return "recipe"
     if name in keys or name in TRL_ALIASES:
         return TRL_ALIASES.get(name, name)
+    _check_renamed(name, keys)
     found = [k for k in keys if k.rsplit(".", 1)[-1] == name]
     own = [k for k in found if k.split(".", 1)[0] in sections]
     if len(own) == 1 or len(found) == 1:

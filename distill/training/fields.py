@@ -44,14 +44,14 @@ class TrainingFields:
     # The output folder's name under <output_dir>/<stage>/ (each stage names a default).
     run_name: str | None = None
     learning_rate: float = 1.0e-4
-    lr_scheduler: str = "constant"
+    lr_scheduler_type: str = "constant"
     # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
     warmup_steps: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
-    num_epochs: float = 1.0
-    # Optimizer steps; -1: num_epochs decides.
+    num_train_epochs: float = 1.0
+    # Optimizer steps; -1: num_train_epochs decides.
     max_steps: int = -1
     gradient_checkpointing: bool = False
     save_steps: int = 50
@@ -63,6 +63,12 @@ class TrainingFields:
     # auto: continue from the last complete checkpoint in the output folder if any; never: start over (its
     # checkpoints are removed); or the path of a checkpoint folder.
     resume: str = "auto"
+    # Upload the finished run's folder (the model or adapter, its tokenizer and the model card distill-factory
+    # writes) to the Hub, under TRL's names: hub_model_id the repo (None: the run folder's name under your account),
+    # hub_private_repo a private repo (None: your account's default). Needs HF_TOKEN and network.
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private_repo: bool | None = None
     lora: LoraSection = field(default_factory=LoraSection)
     quant: QuantSection = field(default_factory=QuantSection)
     # Any other field of the trainer's TRL config (SFTConfig, GRPOConfig, DistillationConfig), passed as is
