@@ -216,3 +216,45 @@ def test_hub_reference_names_what_another_machine_resolves(tmp_path, tiny_llama,
     }
     for (name, revision), expected in cases.items():
         assert hub_reference(name, revision) == expected, name
+
+
+def test_every_stage_maps_the_hub_keys_onto_trl_and_pushes_itself(tmp_path, monkeypatch):
+    """sft, grpo and kd take push_to_hub / hub_model_id / hub_private_repo under TRL's names; TRL gets the repo but
+    push_to_hub=False (its push uploads every checkpoint, and at save_model its own card), and the stage's own push
+    uploads the folder holding our card, checkpoints left out. Offline or without a token it stops at the start."""
+    from huggingface_hub import HfApi
+
+    from distill.errors import ConfigError
+    from distill.recipes import load_config
+    from distill.training.outputs import prepare_run_dir, push_run
+    from distill.training.trl_args import grpo_args, kd_args, sft_args
+
+    keys = ["push_to_hub=true", "hub_model_id=me/run", "hub_private_repo=true", "max_steps=1"]
+    cfg = load_config([f"{stage}.{key}" for stage in ("sft", "grpo", "kd") for key in keys])
+    built = {
+        "sft": sft_args(cfg, tmp_path),
+        "grpo": grpo_args(cfg, tmp_path, [1.0, 1.0], vllm=False),
+        "kd": kd_args(cfg, tmp_path, vllm=False),
+    }
+    for args in built.values():
+        assert (args.push_to_hub, args.hub_model_id, args.hub_private_repo) == (False, "me/run", True)
+
+    with pytest.raises(ConfigError, match=r"^grpo.push_to_hub=true, but the Hugging Face Hub cannot be reached"):
+        prepare_run_dir(cfg, tmp_path / "offline", "grpo")  # conftest: HF_HUB_OFFLINE=1
+    monkeypatch.setattr(hub, "offline", lambda: False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(ConfigError, match=r"^kd.push_to_hub=true needs a Hub token"):
+        prepare_run_dir(cfg, tmp_path / "no-token-run", "kd")
+
+    uploads = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: uploads.append(kw))
+    out = tmp_path / "grpo-run"
+    (out / "checkpoint-1").mkdir(parents=True)
+    (out / "README.md").write_text("---\nbase_model: distill-test/tiny-llama\n---\n# ours\n")
+    assert push_run(cfg, "grpo", out) == "me/run"
+    assert uploads[0]["folder_path"] == str(out) and uploads[0]["repo_id"] == "me/run"
+    assert "checkpoint-*" in uploads[0]["ignore_patterns"]
+    cfg.kd.push_to_hub = False
+    assert push_run(cfg, "kd", out) is None and len(uploads) == 1
