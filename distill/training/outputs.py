@@ -138,8 +138,11 @@ def write_model_card(cfg: Config, out: Path, facts: dict, stage: str = "sft") ->
     adapter = section.method != "full"
     base, revision = trainee_reference(cfg, section.init_from)
     record_base(out, base, revision)
+    # The Hub refuses a card whose base_model is not a Hub id (a local folder's path: transformers#32212), so a card
+    # that will be pushed names a local base in its text only.
+    local_base = Path(base).expanduser().is_dir()
     data = ModelCardData(
-        base_model=card_base_model(base),
+        base_model=None if section.push_to_hub and local_base else card_base_model(base),
         license=base_license(base),
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
