@@ -45,7 +45,7 @@ def overrides(run: str, size: dict, steps: int, out: Path, data: Path) -> list[s
             *common,
             f"sft.dataset={data}",
             f"sft.method={'full' if run == 'sft-full' else 'lora'}",
-            f"sft.per_device_batch_size={size['batch']}",
+            f"sft.per_device_train_batch_size={size['batch']}",
             f"sft.max_length={size['max_length']}",
             f"sft.max_steps={steps}",
             "sft.merge=false",

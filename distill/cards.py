@@ -33,15 +33,20 @@ def software_versions() -> dict[str, str]:
 
 
 def teacher_provenance(cfg: Config, teacher: str) -> dict:
-    """What identifies the teacher's weights: the GGUF hash (built-in), models.model_fingerprint (folder) or hub revision."""
+    """What identifies the teacher's weights: the GGUF hash (built-in), models.model_fingerprint (folder) or hub
+    revision; `id` and `revision` name it as another machine resolves it (distill.model_ids)."""
+    from distill.model_ids import builtin_weights_note, hub_reference
+
     name = teacher_name(cfg)
     if name in BUILTIN_MODELS:
         marker = next((cache_dir() / "models").glob(f"{name}-*/{COMPLETE_MARKER}"), None)
         info = json.loads(marker.read_text()) if marker else {}
-        return {"name": name, "source": BUILTIN_MODELS[name].source, "weights_sha256": info.get("gguf_sha256")}
+        return {"name": name, "id": name, "source": BUILTIN_MODELS[name].source, "weights_sha256": info.get("gguf_sha256"),
+                "weights": builtin_weights_note(name)}  # fmt: skip
+    ref, revision = hub_reference(teacher)
     if (Path(teacher) / "config.json").is_file():
-        return {"name": name, **model_fingerprint(teacher)}
-    return {"name": name, "revision": cfg.model.revision or "main", "served_as": teacher}
+        return {"name": name, "id": ref, "revision": revision, **model_fingerprint(teacher)}
+    return {"name": name, "id": ref, "revision": revision or cfg.model.revision or "main", "served_as": teacher}
 
 
 def source_licenses(cfg: Config) -> dict[str, str]:

@@ -108,7 +108,7 @@ def check_sft(cfg: Config) -> None:
         )
     _resume("sft.resume", sft.resume)
     _at_least("sft.max_length", sft.max_length, 1)
-    _at_least("sft.per_device_batch_size", sft.per_device_batch_size, 1)
+    _at_least("sft.per_device_train_batch_size", sft.per_device_train_batch_size, 1)
     _at_least("sft.learning_rate", sft.learning_rate, 0, strict=True)
 
 

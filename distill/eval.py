@@ -15,7 +15,8 @@ weights in place instead of starting again -- on CPU the start costs more than s
 
 Writes <output_dir>/eval/<run_name>/: results.json (metrics and a manifest -- dataset hashes, prompt template,
 sampling, model hash, versions, seed -- so two runs can be compared), results.md (a table) and samples.jsonl (every
-sample with its verdict); with report_to (or eval.report_to) set, the metrics also go to those trackers
+sample with its verdict), and results/<model>/results_<time>.json, the same numbers in lighteval's results layout
+(distill.lighteval_results); with report_to (or eval.report_to) set, the metrics also go to those trackers
 (distill.trackers.log_results; tensorboard: <run_name>/runs/). Resumable: each benchmark journals its finished
 prompts in .work/, and a run started again samples only the rest (each prompt has its own seed, so the result equals
 an uninterrupted run).
@@ -39,6 +40,7 @@ from distill.engines.base import R1_CODE_INSTRUCTION, R1_MATH_INSTRUCTION, Sampl
 from distill.errors import ConfigError
 from distill.eval_sets import Benchmark, load_benchmark
 from distill.journal import open_work_dir, read_journal
+from distill.lighteval_results import write_lighteval_results
 from distill.metrics import summarize
 from distill.models import engine_signature, model_fingerprint, resolve_for_inference
 from distill.rollout import sample_verify_journal
@@ -285,6 +287,7 @@ def write_outputs(out_dir: Path, results: dict, samples: list[dict]) -> None:
     with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
     (out_dir / "results.md").write_text(markdown_table(results), encoding="utf-8")
+    write_lighteval_results(out_dir, results)  # the same numbers where lighteval's readers look (results/<model>/)
     # Written last: a results.json on disk means the other files are complete.
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import inspect
 import os
+import re
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +33,16 @@ RECIPES_DIR = Path(os.environ.get("DISTILL_RECIPES", Path(__file__).resolve().pa
 DEFAULT_RECIPE = "smollm2"
 
 T = TypeVar("T")
+
+# Keys that now carry TRL's names (trl.SFTConfig, transformers.TrainingArguments): old name -> new, in any section.
+# An old one is refused with one line naming the new one, so a recipe written before does not silently
+# fall back to a default.
+RENAMED = {
+    "per_device_batch_size": "per_device_train_batch_size",
+    "lr_scheduler": "lr_scheduler_type",
+    "num_epochs": "num_train_epochs",
+    "liger": "use_liger_kernel",
+}
 
 
 def available_recipes() -> list[str]:
@@ -66,9 +80,20 @@ def _is_dict_key(key: str, keys: dict[str, Any]) -> bool:
     return False
 
 
+def _check_renamed(key: str, keys: dict[str, Any]) -> None:
+    """ConfigError for a key that now carries TRL's name (config.RENAMED), naming the new one."""
+    head, _, last = key.rpartition(".")
+    if last not in RENAMED:
+        return
+    new = f"{head}.{RENAMED[last]}" if head else RENAMED[last]
+    if new in keys or not head:
+        raise ConfigError(f"{key} was renamed: use {new}")
+
+
 def _check_key(key: str, keys: dict[str, Any], where: str) -> None:
     if key in keys or _is_dict_key(key, keys):
         return
+    _check_renamed(key, keys)
     raise ConfigError(f"unknown key '{key}' {where}; closest valid: {_closest(key, list(keys))}")
 
 
@@ -128,6 +153,7 @@ def _flag_key(flag: str, keys: dict[str, Any], sections: tuple[str, ...]) -> str
         return "recipe"
     if name in keys or name in TRL_ALIASES:
         return TRL_ALIASES.get(name, name)
+    _check_renamed(name, keys)
     found = [k for k in keys if k.rsplit(".", 1)[-1] == name]
     own = [k for k in found if k.split(".", 1)[0] in sections]
     if len(own) == 1 or len(found) == 1:
@@ -241,12 +267,76 @@ def load_config(
     return cfg
 
 
+@functools.cache
+def field_comments(schema: type) -> dict[str, str]:
+    """Field name -> the comment lines right above it in the schema's source (distill.config, training.fields),
+    joined; a field inherits its base class's comment unless it has its own. A field in a block under one comment
+    (no blank line between) gets "see <the block's first key>", whose comment names the others."""
+    comments: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        pending: list[str] = []
+        group = None  # the commented field that heads the block of fields this one belongs to
+        for line in inspect.getsource(cls).splitlines()[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                pending.append(text.lstrip("#").strip())
+            elif match := re.match(r"    (\w+)\s*:", line):  # a field at the class body's indent
+                name = match.group(1)
+                if pending:
+                    comments[name], group = " ".join(pending), name
+                elif group is not None and name not in comments:
+                    comments[name] = f"see {group}"
+                pending = []
+            elif not text or text.startswith(('"""', "def ", "@")):  # a blank line, docstring or method ends a block
+                pending, group = [], None
+    return comments
+
+
+def key_meanings(schema: type = Config, prefix: str = "") -> dict[str, str]:
+    """Every dotted key that has a comment in the schema -> that comment: what --help prints beside each value."""
+    meanings: dict[str, str] = {}
+    hints = typing.get_type_hints(schema)
+    comments = field_comments(schema)
+    for f in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(hints[f.name]):
+            meanings.update(key_meanings(hints[f.name], f"{prefix}{f.name}."))
+        elif f.name in comments:
+            meaning = comments[f.name]
+            meanings[prefix + f.name] = f"see {prefix}{meaning[4:]}" if meaning.startswith("see ") else meaning
+    return meanings
+
+
+def _meaning(key: str, meanings: dict[str, str]) -> str | None:
+    """The key's meaning; an entry of a dict field (grpo.reward_weights.format) points at the field."""
+    if key in meanings:
+        return meanings[key]
+    parent = key.rpartition(".")[0]
+    while parent and parent not in meanings:
+        parent = parent.rpartition(".")[0]
+    return f"see {parent}" if parent else None
+
+
+def _help_line(key: str, value: Any, meaning: str | None) -> str:
+    """`  key=value  # meaning`, the meaning wrapped at 120 columns under its first line."""
+    line = f"  {key}={value!r}"
+    if not meaning:
+        return line
+    width = max(40, 118 - len(line))
+    first, *rest = textwrap.wrap(meaning, width) or [""]
+    indent = " " * (len(line) + 2)
+    return "\n".join([f"{line}  # {first}", *(f"{indent}# {more}" for more in rest)])
+
+
 def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: list[str] | tuple[str, ...] = ()) -> str:
     """--help: usage, the recipes, and the keys of the given sections with their values in the recipe that `argv`
-    names (recipe=X and any overrides; the default recipe without one)."""
+    names (recipe=X and any overrides; the default recipe without one), each with its meaning from the schema's
+    comments (key_meanings)."""
     cfg = load_config(list(argv), resolved=False, sections=sections)
     defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     shown = [k for k in defaults if "." not in k or k.split(".")[0] in ("model", *sections)]
+    meanings = key_meanings()
     lines = [
         f"usage: python -m {prog} [recipe=NAME] [key=value ...]",
         "",
@@ -254,7 +344,7 @@ def help_text(prog: str, summary: str, sections: tuple[str, ...] = (), argv: lis
         "",
         f"recipes ({RECIPES_DIR}): {', '.join(available_recipes())}  (default: {DEFAULT_RECIPE})",
         "",
-        f"keys (their values in recipe {cfg.recipe}):",
-        *(f"  {k}={defaults[k]!r}" for k in shown),
+        f"keys (their values in recipe {cfg.recipe}; the meaning after #):",
+        *(_help_line(k, defaults[k], _meaning(k, meanings)) for k in shown),
     ]
     return "\n".join(lines)

@@ -38,12 +38,6 @@ def load_student(cfg: Config):
     return load_trainee(cfg, cfg.sft, "sft")
 
 
-def _base_name(cfg: Config) -> str:
-    """The weights the run started from, as the user named them: model.name, or sft.init_from unless an adapter."""
-    init = cfg.sft.init_from
-    return cfg.model.name if init is None or (Path(init) / "adapter_config.json").is_file() else init
-
-
 def _last_metrics(path: Path) -> dict:
     import json
 
@@ -55,7 +49,7 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
     """Save the adapter or model with its tokenizer, then (main process) the loss curve, merged model and card."""
     from distill.models import merge_adapter
     from distill.training.callbacks import plot_loss
-    from distill.training.outputs import write_model_card
+    from distill.training.outputs import push_run, write_model_card
     from distill.training.trainee import model_dtype
 
     trainer.save_model(str(out))  # every rank: ZeRO-3 and FSDP gather the weights collectively
@@ -70,7 +64,6 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
     tokens_per_s = round(last["num_tokens"] / seconds, 1) if last.get("num_tokens") and seconds else None
     sft = cfg.sft
     facts = {
-        "base_model": _base_name(cfg),
         "dataset": source.name,
         "dataset_kind": source.kind,
         "data_lines": [
@@ -89,6 +82,7 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
         "command": command,
     }
     write_model_card(cfg, out, facts)
+    push_run(cfg, "sft", out)
 
 
 def _prepare(cfg: Config):

@@ -166,3 +166,53 @@ def test_a_recipe_whose_base_leads_back_to_itself_is_refused(tmp_path):
     (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ConfigError, match="leads back to itself"):
         load([f"recipe={tmp_path / 'a.yaml'}"])
+
+
+@pytest.mark.parametrize(
+    "where, key, new",
+    [
+        ("cli", "sft.per_device_batch_size=2", "sft.per_device_train_batch_size"),
+        ("cli", "grpo.lr_scheduler=cosine", "grpo.lr_scheduler_type"),
+        ("cli", "kd.num_epochs=2", "kd.num_train_epochs"),
+        ("file", "sft:\n  liger: false\n", "sft.use_liger_kernel"),
+        ("file", "sft:\n  num_epochs: 3\n", "sft.num_train_epochs"),
+    ],
+)
+def test_keys_renamed_to_trls_names_are_refused_naming_the_new_one(tmp_path, where, key, new):
+    """SFT's keys carry TRL's names (trl.SFTConfig / TrainingArguments), as GRPO's do; an old name in a recipe or on
+    the command line stops with one line naming the new one, and the new one sets the TRL field."""
+    argv = [key]
+    if where == "file":
+        (tmp_path / "old.yaml").write_text(key)
+        argv = [f"recipe={tmp_path / 'old.yaml'}"]
+    with pytest.raises(ConfigError) as err:
+        load_config(argv)
+    old = new.rpartition(".")[0] + "." + next(k for k, v in recipes.RENAMED.items() if new.endswith(v))
+    assert str(err.value).startswith(f"{old} was renamed: use {new}") and "\n" not in str(err.value)
+    loaded = load_config(["sft.per_device_train_batch_size=3", "sft.lr_scheduler_type=linear"])
+    assert (loaded.sft.per_device_train_batch_size, loaded.sft.lr_scheduler_type) == (3, "linear")
+
+
+def test_every_sft_key_with_a_trl_counterpart_carries_trls_name():
+    """No SFT key names a TRL setting under another name: none of the renamed names is left in the schema."""
+    keys = recipes.schema_keys()
+    assert not [k for k in keys if k.rpartition(".")[2] in recipes.RENAMED]
+    assert {f"sft.{new}" for new in recipes.RENAMED.values()} <= set(keys)
+
+
+def test_help_gives_each_keys_meaning_from_the_schema_comments(capsys):
+    """--help prints `key=value  # meaning`, the meaning read from the comment above the field in distill.config (or
+    training.fields); a key in a block under one comment points at the block's first key."""
+    assert cli.run("distill.test", "What it does.", ("sft", "grpo"), ["--help"], lambda cfg, argv: 1) == 0
+    out = capsys.readouterr().out
+    lines = {line.strip().split("=", 1)[0]: line for line in out.splitlines() if line.startswith("  ") and "=" in line}
+    assert "# Optimizer steps; -1: num_train_epochs decides." in lines["sft.max_steps"]
+    assert "# Peak learning rate" in lines["sft.learning_rate"]  # inherited from training.fields
+    assert "# The Hub repo to push to" in lines["grpo.hub_model_id"]
+    assert lines["grpo.loss_type"].endswith("# see grpo.num_generations")  # in the objective's block
+    assert "# lora | qlora (4-bit base + LoRA) | full" in lines["sft.method"]
+    long = lines["sft.long_rows"]
+    continued = out.split(long, 1)[1].splitlines()[1]
+    assert continued.lstrip().startswith("# ") and len(continued) <= 120  # wrapped under its first line
+    shown = [k for k in lines if k.split(".")[0] in ("sft", "grpo", "model")]
+    assert shown and all(" # " in lines[k] for k in shown), [k for k in shown if " # " not in lines[k]]

@@ -79,14 +79,19 @@ ANCHORS = [
     ("qwen7b", ["grpo.learning_rate=3e-5"], "grpo", "grpo.learning_rate"),
     ("qwen32b", ["grpo.loss_type=grpo"], "grpo", "grpo.loss_type"),
     ("qwen7b", ["sft.max_grad_norm=1.0"], "sft", "sft.max_grad_norm"),
-    ("llama8b", ["sft.lr_scheduler=cosine"], "sft", "sft.lr_scheduler"),
+    ("llama8b", ["sft.lr_scheduler_type=cosine"], "sft", "sft.lr_scheduler_type"),
     ("qwen1.5b", ["sft.attn_implementation=null"], "sft", "sft.attn_implementation"),
     # GRPO's generation batch must hold whole groups.
     ("smollm2", ["grpo.per_device_train_batch_size=6"], "grpo", "grpo.num_generations"),
     # cosine_with_min_lr without its floor crashes at the first step, on any hardware.
-    ("smollm2", ["sft.lr_scheduler=cosine_with_min_lr"], "sft", "sft.trainer.lr_scheduler_kwargs"),
+    ("smollm2", ["sft.lr_scheduler_type=cosine_with_min_lr"], "sft", "sft.trainer.lr_scheduler_kwargs"),
     # Memory: the 24 GB claim of qwen7b's SFT, at batch 2.
-    ("qwen7b", ["hardware.gpu_memory_gib=24", "sft.per_device_batch_size=2"], "sft", "sft.per_device_batch_size"),
+    (
+        "qwen7b",
+        ["hardware.gpu_memory_gib=24", "sft.per_device_train_batch_size=2"],
+        "sft",
+        "sft.per_device_train_batch_size",
+    ),
 ]
 
 

@@ -80,11 +80,11 @@ def _argv(root: Path, model: Path, run: str, *extra: str) -> list[str]:
         f"generate.card_dir={root / 'cards'}",
         f"sft.run_name={run}",
         "sft.max_steps=6",
-        "sft.per_device_batch_size=4",
+        "sft.per_device_train_batch_size=4",
         # a tiny random model learns 16 repeated rows fast at a high rate: the loss falls within a few steps
         "sft.learning_rate=5e-3",
         "sft.warmup_steps=0",
-        "sft.lr_scheduler=constant",
+        "sft.lr_scheduler_type=constant",
         "sft.save_steps=100",
         *extra,
     ]

@@ -33,10 +33,10 @@ BATCH_KEYS = ("grpo.per_device_train_batch_size", "grpo.gradient_accumulation_st
 
 def _min_lr(section, key: str) -> list[str]:
     kwargs = section.trainer.get("lr_scheduler_kwargs") or {}
-    if section.lr_scheduler == "cosine_with_min_lr" and not ({"min_lr", "min_lr_rate"} & set(kwargs)):
+    if section.lr_scheduler_type == "cosine_with_min_lr" and not ({"min_lr", "min_lr_rate"} & set(kwargs)):
         return [
             problem(
-                f"{key}: lr_scheduler=cosine_with_min_lr needs min_lr or min_lr_rate in {key}.trainer.lr_scheduler_kwargs "
+                f"{key}: lr_scheduler_type=cosine_with_min_lr needs min_lr or min_lr_rate in {key}.trainer.lr_scheduler_kwargs "
                 "(transformers raises at the first step otherwise)",
                 f"{key}.trainer.lr_scheduler_kwargs",
             )
@@ -55,11 +55,11 @@ def sft_conventions(cfg: Config, hw: HardwareSection, review: bool = True) -> li
                 "sft.max_grad_norm",
             )
         )
-    if sft.lr_scheduler == "cosine":
+    if sft.lr_scheduler_type == "cosine":
         out.append(
             problem(
                 "sft: plain cosine decays to 0; OpenR1-Distill-7B uses cosine_with_min_lr (min_lr_rate 0.1)",
-                "sft.lr_scheduler",
+                "sft.lr_scheduler_type",
             )
         )
     if sft.attn_implementation is None:

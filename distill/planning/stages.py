@@ -282,10 +282,10 @@ def plan_sft(ctx: Ctx, sp: StagePlan) -> None:
         )
     if sft.max_length is not None and not sft.packing:
         _sft_lengths(ctx, sp, sft.max_length)
-    setup = train_setup(ctx, sft, "sft", sft.per_device_batch_size, length)
+    setup = train_setup(ctx, sft, "sft", sft.per_device_train_batch_size, length)
     parts = training_parts(shape, setup)
     for part in parts:
         sp.rows.append(Row(sp.stage, part.name, gib(part.bytes)))
     if ctx.check_memory:
-        keys = ("sft.per_device_batch_size", "sft.max_length", "sft.gradient_checkpointing", "sft.method")
+        keys = ("sft.per_device_train_batch_size", "sft.max_length", "sft.gradient_checkpointing", "sft.method")
         add_total(sp, sp.stage, "peak per device", sum(p.bytes for p in parts), device_bytes(ctx.hw), *keys)

@@ -6,6 +6,7 @@ import datetime
 import json
 import re
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,7 +17,7 @@ SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were traine
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full
 # fine-tuning, another dataset would silently change what the skipped steps saw). Steps, epochs and saving may change.
 RESUME_KEYS = {
-    "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_batch_size"),
+    "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_train_batch_size"),
     "grpo": ("method", "target", "init_from", "template", "prompts", "num_generations", "max_completion_length",
              "loss_type", "lora", "quant", "per_device_train_batch_size"),
     "kd": ("method", "teacher", "init_from", "template", "prompts", "beta", "max_completion_length", "lora", "quant",
@@ -46,9 +47,25 @@ def resume_settings(cfg: Config, name: str) -> dict:
     return {"model": cfg.model.name, "dtype": cfg.model.dtype, **{k: section[k] for k in RESUME_KEYS[name]}}
 
 
+def check_push(section, name: str) -> None:
+    """`<name>.push_to_hub` needs the Hub and a token: say so before training, not after it (ConfigError)."""
+    if not section.push_to_hub:
+        return
+    from huggingface_hub import get_token
+
+    from distill import hub
+
+    if hub.offline():
+        raise ConfigError(f"{name}.push_to_hub=true, but the Hugging Face Hub cannot be reached (offline)")
+    if get_token() is None:
+        raise ConfigError(f"{name}.push_to_hub=true needs a Hub token: set HF_TOKEN or run `hf auth login`")
+
+
 def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
     """Create the folder and return the checkpoint to resume from (`<name>.resume`: auto, never or a folder),
-    refusing one trained with other settings -- the one resume policy of distill.sft and grpo.train."""
+    refusing one trained with other settings -- the one resume policy of distill.sft, grpo.train and distill.kd
+    (which all pass here first: the push's preconditions are checked here too)."""
+    check_push(getattr(cfg, name), name)
     resume = getattr(cfg, name).resume
     if resume == "never":
         for old in out.glob("checkpoint-*"):
@@ -98,16 +115,35 @@ def base_license(name: str) -> str | None:
         return None
 
 
+def record_base(out: Path, base: str, revision: str | None) -> None:
+    """Name the adapter's base in adapter_config.json as another machine resolves it (PEFT wrote the local folder
+    the weights were loaded from: a cache path there, and a push the Hub refuses). Main process, after saving."""
+    config = out / "adapter_config.json"
+    if config.is_file():
+        settings = json.loads(config.read_text())
+        settings.update(base_model_name_or_path=base, revision=revision)
+        config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
 def write_model_card(cfg: Config, out: Path, facts: dict, stage: str = "sft") -> Path:
     """README.md in the Hugging Face model-card format: base model and its license, the data it learned from, the
-    method and its settings, what the run spent; `merged/` (when written) gets the same card for its weights."""
+    method and its settings, what the run spent; `merged/` (when written) gets the same card for its weights. The
+    base is named as another machine resolves it (distill.model_ids), in the card and in adapter_config.json."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    from distill.model_ids import builtin_weights_note, card_base_model
+    from distill.training.trainee import trainee_reference
 
     section = getattr(cfg, stage)
     adapter = section.method != "full"
+    base, revision = trainee_reference(cfg, section.init_from)
+    record_base(out, base, revision)
+    # The Hub refuses a card whose base_model is not a Hub id (a local folder's path: transformers#32212), so a card
+    # that will be pushed names a local base in its text only.
+    local_base = Path(base).expanduser().is_dir()
     data = ModelCardData(
-        base_model=facts["base_model"],
-        license=base_license(facts["base_model"]),
+        base_model=None if section.push_to_hub and local_base else card_base_model(base),
+        license=base_license(base),
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
         tags=["distill-factory", "trl", stage, "reasoning", section.method],
@@ -115,10 +151,13 @@ def write_model_card(cfg: Config, out: Path, facts: dict, stage: str = "sft") ->
     )
     hyper = {k: v for k, v in asdict(section).items() if k not in ("lora", "quant") or section.method != "full"}
     hyper["dtype"] = cfg.model.dtype  # model.dtype as resolved on the training machine (distill.recipes.resolve)
+    base_lines = [f"Base model: `{base}`" + (f" at revision `{revision}`" if revision else "")]
+    base_lines += [note] if (note := builtin_weights_note(base)) else []
     body = "\n\n".join(
         [
             f"# {out.name}",
-            f"`{facts['base_model']}` {METHOD_TEXT[stage]} ({section.method}).",
+            f"`{base}` {METHOD_TEXT[stage]} ({section.method}).",
+            "\n".join(f"- {line}" for line in base_lines),
             "## Training data",
             "\n".join(f"- {line}" for line in facts["data_lines"]),
             "## Method and hyperparameters",
@@ -126,7 +165,7 @@ def write_model_card(cfg: Config, out: Path, facts: dict, stage: str = "sft") ->
             "## Results",
             "\n".join(f"- {line}" for line in facts["result_lines"]),
             "## Use",
-            _use(out, adapter, merged=(out / "merged").is_dir()),
+            _use(section.hub_model_id or out, base, adapter, merged=(out / "merged").is_dir()),
             "## Provenance",
             f"- Command: `{facts['command']}`\n"
             f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
@@ -148,11 +187,9 @@ def write_on_policy_card(cfg: Config, stage: str, trainer, out: Path, seconds: f
     section = getattr(cfg, stage)
     init = section.init_from
     adapter_start = init is not None and (Path(init) / "adapter_config.json").is_file()
-    base = cfg.model.name if init is None or adapter_start else init
     prompts = section.prompts
     sets = ", ".join(prompts.sets) + (f" (levels {prompts.synthetic_levels})" if "synthetic" in prompts.sets else "")
     facts = {
-        "base_model": base,
         "data_lines": [f"Prompts: {sets}", *data_lines]
         + ([f"Started from the adapter `{init}`"] if adapter_start else []),
         "result_lines": [
@@ -161,13 +198,47 @@ def write_on_policy_card(cfg: Config, stage: str, trainer, out: Path, seconds: f
         ],
         "command": command,
     }
-    return write_model_card(cfg, out, facts, stage)
+    card = write_model_card(cfg, out, facts, stage)
+    push_run(cfg, stage, out)
+    return card
 
 
-def _use(out: Path, adapter: bool, merged: bool) -> str:
+# Left out of a push: checkpoints (resume state, optimizer included), locks, and what only this machine uses.
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.lock", SETTINGS_FILE]
+
+
+def push_run(cfg: Config, stage: str, out: Path) -> str | None:
+    """With `<stage>.push_to_hub`, upload the run's folder -- the model or adapter, tokenizer, merged/ and the model
+    card just written -- to `<stage>.hub_model_id` (default: the folder's name under the token's account). Main
+    process, after the card: the card on the Hub is ours. Returns the repo id, or None without a push."""
+    section = getattr(cfg, stage)
+    if not section.push_to_hub:
+        return None
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(section.hub_model_id or out.name, private=section.hub_private_repo, exist_ok=True)
+    repo = getattr(url, "repo_id", None) or section.hub_model_id or out.name
+    api.upload_folder(repo_id=repo, folder_path=str(out), ignore_patterns=PUSH_IGNORE,
+                      commit_message=f"distill-factory {stage}: {out.name}")  # fmt: skip
+    print(f"{stage}: pushed {out} to https://huggingface.co/{repo}", file=sys.stderr)
+    return repo
+
+
+def _use(where, base: str, adapter: bool, merged: bool) -> str:
+    from distill.models import BUILTIN_MODELS
+
     if not adapter:
-        return f'```python\nfrom transformers import AutoModelForCausalLM\nAutoModelForCausalLM.from_pretrained("{out}")\n```'
-    code = f'```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("{out}")\n```'
+        return f'```python\nfrom transformers import AutoModelForCausalLM\nAutoModelForCausalLM.from_pretrained("{where}")\n```'
+    if base in BUILTIN_MODELS:  # a name distill.models resolves, not transformers
+        code = (
+            "```python\nfrom distill.models import resolve_model\nfrom peft import PeftModel\n"
+            "from transformers import AutoModelForCausalLM\n"
+            f'base = AutoModelForCausalLM.from_pretrained(resolve_model("{base}"))\n'
+            f'model = PeftModel.from_pretrained(base, "{where}")\n```'
+        )
+    else:
+        code = f'```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("{where}")\n```'
     return code + ("\n\nMerged model (loads in vLLM): `merged/`." if merged else "")
 
 

@@ -158,6 +158,19 @@ def trainee_base(cfg: Config, init_from: str | None) -> tuple[str, str | None]:
     return resolve_model(init_from), None
 
 
+def trainee_reference(cfg: Config, init_from: str | None) -> tuple[str, str | None]:
+    """(id, revision) of the weights a run starts from (trainee_base's) as another machine resolves them: a hub repo
+    id and commit, a built-in name, or a plain folder's path (distill.model_ids) -- what the adapter and card record."""
+    from distill.model_ids import hub_reference
+    from distill.models import adapter_base, is_adapter
+
+    if init_from is None:
+        return hub_reference(cfg.model.name, cfg.model.revision)
+    if is_adapter(init_from):
+        return hub_reference(*adapter_base(Path(init_from)))
+    return hub_reference(init_from)
+
+
 def load_trainee(cfg: Config, section, name: str):
     """(base path, model, tokenizer, LoraConfig or None) for distill.sft (section cfg.sft) and grpo.train (cfg.grpo):
     one loader, so both start from the same weights for the same settings. An adapter in `section.init_from` is

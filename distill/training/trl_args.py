@@ -48,12 +48,12 @@ def training_args(cfg: Config, section, out_dir: Path, stage: str) -> dict:
         output_dir=str(out_dir),
         seed=cfg.seed,
         learning_rate=section.learning_rate,
-        lr_scheduler_type=section.lr_scheduler,
+        lr_scheduler_type=section.lr_scheduler_type,
         warmup_steps=section.warmup_steps,
         weight_decay=section.weight_decay,
         max_grad_norm=section.max_grad_norm,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
-        num_train_epochs=section.num_epochs,
+        num_train_epochs=section.num_train_epochs,
         max_steps=section.max_steps,
         gradient_checkpointing=section.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
@@ -64,6 +64,12 @@ def training_args(cfg: Config, section, out_dir: Path, stage: str) -> dict:
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,
         **tracker_args(cfg, stage, out_dir),
+        # The Hub repo under TRL's names, but the push is ours (distill.training.outputs.push_run), once our model
+        # card is written: TRL's push_to_hub uploads at every checkpoint and, at save_model, with its own generic
+        # card ("fine-tuned version of [None]") in place of ours.
+        push_to_hub=False,
+        hub_model_id=section.hub_model_id,
+        hub_private_repo=section.hub_private_repo,
     )
 
 
@@ -81,8 +87,8 @@ def sft_args(cfg: Config, out_dir: Path):
         padding_free=sft.padding_free,
         # Loss on the assistant turn only: the rows are prompt/completion (see distill.training.examples).
         completion_only_loss=True,
-        per_device_train_batch_size=sft.per_device_batch_size,
-        use_liger_kernel=sft.liger and liger_available(),
+        per_device_train_batch_size=sft.per_device_train_batch_size,
+        use_liger_kernel=sft.use_liger_kernel and liger_available(),
         eos_token=sft.eos_token,
         chat_template_path=sft.chat_template_path,
         logging_steps=sft.logging_steps,

@@ -34,7 +34,7 @@ def argv_for(run: str, model: Path, data: Path, out: Path, tokens: int) -> tuple
             *common,
             f"sft.dataset={data}",
             f"sft.method={run.split('-')[1]}",
-            "sft.per_device_batch_size=4",
+            "sft.per_device_train_batch_size=4",
             f"sft.max_length={tokens}",
             "sft.max_steps=6",
             "sft.gradient_checkpointing=true",

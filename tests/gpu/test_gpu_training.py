@@ -43,7 +43,7 @@ def sft_argv(model, data, out, method: str) -> list[str]:
         f"sft.dataset={data}",
         f"sft.method={method}",
         "sft.max_steps=3",
-        "sft.per_device_batch_size=4",
+        "sft.per_device_train_batch_size=4",
         "sft.max_length=256",
         "sft.learning_rate=1e-3",
         "sft.warmup_steps=0",

@@ -27,6 +27,7 @@ def _by_seed(run_spread: float, seeds=(1, 2, 3), problems: int = 120) -> dict[in
     level = rng.uniform(0.1, 0.5, problems)
     out = {}
     for seed in seeds:
+
         def arm(shift, trained=True):
             moved = shift + (rng.normal(0, run_spread) if trained else 0.0)
             return _row(np.clip(level + moved + rng.normal(0, 0.05, problems), 0, 1))

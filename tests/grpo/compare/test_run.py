@@ -63,7 +63,7 @@ def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_
         f"generate.engine.urls=[{server.url}]",
         "generate.verify.workers=1",
         "sft.max_steps=2",
-        "sft.per_device_batch_size=2",
+        "sft.per_device_train_batch_size=2",
         "sft.max_length=128",
         "sft.lora.r=4",
         "grpo.num_generations=2",
