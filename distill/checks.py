@@ -138,6 +138,7 @@ def check_grpo(cfg: Config) -> None:
             f"got {g.overlong_cache}"
         )
     _resume("grpo.resume", g.resume)
+    _at_least("grpo.dynamic_sampling_max_rounds", g.dynamic_sampling_max_rounds, 0)
     if g.init_from and not (Path(g.init_from).is_dir() or "/" in g.init_from):
         raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
     names = ("grpo.num_generations", "grpo.temperature", "grpo.top_p", "grpo.max_completion_length")

@@ -232,6 +232,12 @@ class GRPOSection(TrainingFields):
     max_completion_length: int = 32768
     # Leave truncated completions out of the loss (DAPO); R1-Zero does not.
     mask_truncated_completions: bool = False
+    # DAPO's dynamic sampling (grpo.dynamic_sampling): groups whose G completions all earn the same reward teach
+    # nothing and are dropped before the loss; further prompts are sampled, a full generation batch per extra round,
+    # until the batch is full, at most dynamic_sampling_max_rounds extra rounds per generation batch. At the cap the
+    # rest of the batch is the first round's zero-variance groups with advantage 0, so the batch keeps its size.
+    dynamic_sampling: bool = False
+    dynamic_sampling_max_rounds: int = 4
     # R1's 3e-6 is for full fine-tuning; LoRA wants about 10x that ("LoRA without regret", Schulman et al. 2025).
     learning_rate: float = 3.0e-5
     # Completions per device per micro-batch; prompts per optimizer step = batch * accumulation * devices / G.
