@@ -183,3 +183,51 @@ def test_with_vllm_colocated_flat_groups_never_reach_the_loss(
     records = _metrics(out / "grpo" / "vllm")
     assert [r["effective_share"] for r in records] == [1.0, 1.0]
     assert sum(r["dropped_groups"] for r in records) > 0
+
+
+SCRIPT = """
+import json, sys
+from grpo import rewards, train
+from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
+original, compute_loss, seen, rank = rewards.build_reward_funcs, DynamicSamplingGRPOTrainer._compute_loss, [], [0]
+def split(completions, answer, **_):
+    return [0.0 if int(a) % 2 == 0 else float(i % 2) for i, a in enumerate(answer)]
+def with_split(*args, **kwargs):
+    funcs, weights = original(*args, **kwargs)
+    return [*funcs, split], [*weights, 1.0]
+def recording(self, model, inputs):
+    seen.append(inputs["advantages"].tolist())
+    rank[0] = self.accelerator.process_index
+    return compute_loss(self, model, inputs)
+rewards.build_reward_funcs, DynamicSamplingGRPOTrainer._compute_loss = with_split, recording
+status = train.main(sys.argv[2:])
+with open(f"{sys.argv[1]}.{rank[0]}", "w") as f:
+    json.dump(seen, f)
+sys.exit(status)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_fill_their_batches_from_the_same_rounds(tiny_llama, tmp_path):
+    """Two processes on gloo (torchrun; `accelerate launch --cpu` starts one), 3 rows each per micro-batch, so the
+    middle group of each generation batch has rows on both: every process judges a group by the rewards TRL gathered
+    from both, keeps the same groups and stops after the same round (a mismatch would hang their gathers)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    argv = _argv(tiny_llama, tmp_path / "out", "grpo.max_steps=2", "grpo.run_name=two")
+    argv = [a.replace("per_device_train_batch_size=4", "per_device_train_batch_size=3") for a in argv]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path / "seen"), *argv]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / f"seen.{rank}").read_text())
+        assert len(seen) == 2 * 2 and all(len(advantages) == 3 for advantages in seen)
+        assert all(abs(a) > 0.5 for advantages in seen for a in advantages)
+    records = _metrics(tmp_path / "out" / "grpo" / "two")
+    assert [r["effective_share"] for r in records] == [1.0, 1.0]
