@@ -169,6 +169,11 @@ def check_kd(cfg: Config) -> None:
 def check_eval(cfg: Config) -> None:
     ev = cfg.eval
     _one_of("eval.engine.kind", ev.engine.kind, ENGINES)
+    if ev.budgets and ev.engine.kind != "vllm":
+        raise ConfigError("key 'eval.budgets' needs eval.engine.kind=vllm (the forced answer continues raw text)")
+    for budget in ev.budgets:
+        _at_least("eval.budgets", budget, 1)
+    _at_least("eval.budget_answer_tokens", ev.budget_answer_tokens, 1)
     if ev.engine.kind == "openai" and ev.sampling.prefill_think:
         raise ConfigError(
             "key 'eval.sampling.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)"

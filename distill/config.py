@@ -329,6 +329,11 @@ class EvalSection:
     verify: VerifySection = field(default_factory=VerifySection)
     # Output folder <output_dir>/eval/<run_name>; default: the model's folder name.
     run_name: str | None = None
+    # Accuracy against a reasoning budget (distill/budget.py, s1's budget forcing): for each budget (thinking tokens)
+    # the reasoning is cut there, closed with </think> and a final-answer nudge, and the answer sampled with at most
+    # budget_answer_tokens tokens; results.json gets a curve per benchmark. []: none. vLLM engine only.
+    budgets: list[int] = field(default_factory=list)
+    budget_answer_tokens: int = 64
     # Several models in one run instead of model.name (short key models=A,B; an entry NAME=MODEL names its folder
     # <output_dir>/eval/NAME). Models with the same architecture and tokenizer share one vLLM engine, which reloads
     # the next one's weights in place (about 1 s) instead of starting again (about 30 s on CPU).

@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+from distill.compute import grpo_generated_tokens
 from distill.errors import ConfigError
 from distill.recipes import load_config
 from grpo import rewards
@@ -151,6 +152,8 @@ def test_at_the_round_cap_the_batch_is_topped_up_with_flat_groups_of_advantage_z
     for r in records:  # two rounds of 2 groups sampled, all flat: 2 kept at the cap, 2 dropped
         assert (r["extra_rounds"], r["dropped_groups"], r["filled_groups"], r["effective_share"]) == (1, 2, 2, 0)
     assert sum("after 1 extra rounds only 0 of 2 groups" in m for m in caplog.messages) == 1  # warned once
+    # Both rounds' completions count as generated (grpo.compare's FLOP budget): 8 per round, 2 rounds a step.
+    assert grpo_generated_tokens(records, 8) == int(sum(r["mean_length"] * 8 * 2 for r in records))
 
 
 @pytest.mark.parametrize(
