@@ -139,6 +139,7 @@ def check_grpo(cfg: Config) -> None:
             f"got {g.overlong_cache}"
         )
     _resume("grpo.resume", g.resume)
+    _at_least("grpo.dynamic_sampling_max_rounds", g.dynamic_sampling_max_rounds, 0)
     if g.init_from and not (Path(g.init_from).is_dir() or "/" in g.init_from):
         raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
     names = ("grpo.num_generations", "grpo.temperature", "grpo.top_p", "grpo.max_completion_length")
@@ -169,6 +170,11 @@ def check_kd(cfg: Config) -> None:
 def check_eval(cfg: Config) -> None:
     ev = cfg.eval
     _one_of("eval.engine.kind", ev.engine.kind, ENGINES)
+    if ev.budgets and ev.engine.kind != "vllm":
+        raise ConfigError("key 'eval.budgets' needs eval.engine.kind=vllm (the forced answer continues raw text)")
+    for budget in ev.budgets:
+        _at_least("eval.budgets", budget, 1)
+    _at_least("eval.budget_answer_tokens", ev.budget_answer_tokens, 1)
     if ev.engine.kind == "openai" and ev.sampling.prefill_think:
         raise ConfigError(
             "key 'eval.sampling.prefill_think' needs eval.engine.kind=vllm (a server applies its own template)"

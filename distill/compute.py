@@ -74,7 +74,10 @@ def sft_compute(metrics: list[dict], params: int, wall_s: float = 0.0) -> Comput
 
 
 def grpo_generated_tokens(metrics: list[dict], completions_per_step: int) -> int:
-    return int(sum((m.get("mean_length") or 0.0) * completions_per_step for m in metrics))
+    # grpo.dynamic_sampling's extra rounds each generate another batch of completions (extra_rounds in the record).
+    return int(
+        sum((m.get("mean_length") or 0.0) * completions_per_step * (1 + (m.get("extra_rounds") or 0)) for m in metrics)
+    )
 
 
 def grpo_compute(metrics: list[dict], params: int, completions_per_step: int, wall_s: float = 0.0) -> Compute:

@@ -239,6 +239,12 @@ class GRPOSection(TrainingFields):
     max_completion_length: int = 32768
     # Leave truncated completions out of the loss (DAPO); R1-Zero does not.
     mask_truncated_completions: bool = False
+    # DAPO's dynamic sampling (grpo.dynamic_sampling): groups whose G completions all earn the same reward teach
+    # nothing and are dropped before the loss; further prompts are sampled, a full generation batch per extra round,
+    # until the batch is full, at most dynamic_sampling_max_rounds extra rounds per generation batch. At the cap the
+    # rest of the batch is the first round's zero-variance groups with advantage 0, so the batch keeps its size.
+    dynamic_sampling: bool = False
+    dynamic_sampling_max_rounds: int = 4
     # R1's 3e-6 is for full fine-tuning; LoRA wants about 10x that ("LoRA without regret", Schulman et al. 2025).
     learning_rate: float = 3.0e-5
     # Completions per device per micro-batch; prompts per optimizer step = batch * accumulation * devices / G.
@@ -330,6 +336,11 @@ class EvalSection:
     verify: VerifySection = field(default_factory=VerifySection)
     # Output folder <output_dir>/eval/<run_name>; default: the model's folder name.
     run_name: str | None = None
+    # Accuracy against a reasoning budget (distill/budget.py, s1's budget forcing): for each budget (thinking tokens)
+    # the reasoning is cut there, closed with </think> and a final-answer nudge, and the answer sampled with at most
+    # budget_answer_tokens tokens; results.json gets a curve per benchmark. []: none. vLLM engine only.
+    budgets: list[int] = field(default_factory=list)
+    budget_answer_tokens: int = 64
     # Several models in one run instead of model.name (short key models=A,B; an entry NAME=MODEL names its folder
     # <output_dir>/eval/NAME). Models with the same architecture and tokenizer share one vLLM engine, which reloads
     # the next one's weights in place (about 1 s) instead of starting again (about 30 s on CPU).

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from distill import cli
+from distill.budget import budget_records, curve_row, markdown_curve
 from distill.cli import write_effective_config
 from distill.config import Config, SamplingConfig
 from distill.engines import make_sampler as make_engine_sampler
@@ -187,7 +188,7 @@ def run(plan: Plan, command: str | None = None, engines: Engines | None = None) 
     `engines`: those of a run over several models (left open); None: this model's own, closed at the end."""
     cfg, own = plan.cfg, engines is None
     engines = Engines(cfg) if own else engines
-    scores, samples = {}, []
+    scores, samples, curves = {}, [], {}
     start = time.perf_counter()
     try:
         for bench in plan.benchmarks:
@@ -203,14 +204,36 @@ def run(plan: Plan, command: str | None = None, engines: Engines | None = None) 
                 ]
             vote = all(p["task"] == "math" for p in bench.prompts)
             scores[bench.name] = summarize(problems, vote, cfg.eval.bootstrap, cfg.seed)
+            if cfg.eval.budgets:
+                curves[bench.name] = _budget_curve(plan, bench, engines, vote)
     finally:
         if own:
             engines.close()
     results = {"model": plan.model, "benchmarks": scores, "manifest": manifest(plan, command)}
+    if curves:
+        results["budget_curve"] = curves
     results["manifest"]["wall_s"] = round(time.perf_counter() - start, 1)
     write_outputs(plan.out_dir, results, samples)
     log_results(cfg, plan.out_dir, results)  # to eval.report_to's trackers, if any
     return results
+
+
+def _budget_curve(plan: Plan, bench: Benchmark, engines: Engines, vote: bool) -> list[dict]:
+    """Accuracy against the reasoning budget (eval.budgets, distill.budget): one row per budget, each sampled and
+    journaled in its own work folder beside the benchmark's."""
+    cfg = plan.cfg
+    params = sampling_for(cfg, bench.samples)
+    identity = {k: v for k, v in plan.model_info.items() if k != "path"}
+    fingerprint = {"model": identity, "dtype": _dtype(cfg), "sampling": asdict(params), "data": bench.dataset}
+    rows = []
+    for budget in cfg.eval.budgets:
+        work = _work_dir(plan.out_dir, f"{bench.name}@budget{budget}")
+        answer_tokens, chunk = cfg.eval.budget_answer_tokens, cfg.generate.chunk_size
+        records = budget_records(bench.prompts, budget, answer_tokens, lambda: engines.started(plan), work,
+                                 fingerprint, params, chunk, f"eval {bench.name}")  # fmt: skip
+        problems = [[{**s, "answer_key": _vote_key(p, s)} for s in records[p["id"]]["samples"]] for p in bench.prompts]
+        rows.append(curve_row(budget, problems, summarize(problems, vote, cfg.eval.bootstrap, cfg.seed)))
+    return rows
 
 
 def evaluate(cfg: Config, model: str, out_dir: Path) -> dict:
@@ -279,7 +302,7 @@ def markdown_table(results: dict) -> str:
         "majority vote over the extracted answers (math only). pass@k: unbiased estimator (Chen et al. 2021) at the "
         "largest k. Accuracies in %; samples cut at max tokens never count as correct.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + markdown_curve(results)
 
 
 def write_outputs(out_dir: Path, results: dict, samples: list[dict]) -> None:

@@ -18,6 +18,11 @@ One JSON line per logged step (`logging_steps=1`) with the fields in FIELDS, rea
     verifier_errors   verifier_error_share x completions per step: how many of the step's completions were left out
     num_tokens        num_tokens                    prompt + completion tokens through the policy so far (trained)
     tokens_per_s      (mean_length x completions per step) / step_time: generated tokens per second of a step
+    extra_rounds, dropped_groups, filled_groups, effective_share
+                      dynamic_sampling/*            grpo.dynamic_sampling's counts (grpo.dynamic_sampling; null
+                                                    without it). With it, TRL's reward, length and error metrics
+                                                    average over every round sampled, and a step's completions are
+                                                    completions per step x (1 + extra_rounds)
 
 With report_to set (distill.trackers), every tracker gets TRL's keys above -- under train/ in TensorBoard:
 train/reward, train/rewards/<name>/mean (accuracy, reflection, ...), train/format_gaming,
@@ -72,7 +77,16 @@ FIELDS = {
     # vLLM rollouts only: |vLLM's log-prob - the trainer's| per token; large values mean the engine's weights are stale.
     "sampling_logp_diff": "sampling/sampling_logp_difference/mean",
 }
-RECORD_KEYS = ("step", *FIELDS, "rewards", "tokens_per_s", "verifier_errors", "warnings")
+# grpo.dynamic_sampling only (grpo.dynamic_sampling; null in a run without it), per generation batch: extra rounds
+# sampled, zero-variance groups left out, zero-variance groups kept at the round cap (advantage 0), and the share of
+# the batch's rows from groups with reward variance.
+DYNAMIC_SAMPLING_FIELDS = {
+    "extra_rounds": "dynamic_sampling/extra_rounds",
+    "dropped_groups": "dynamic_sampling/dropped_groups",
+    "filled_groups": "dynamic_sampling/filled_groups",
+    "effective_share": "dynamic_sampling/effective_share",
+}
+RECORD_KEYS = ("step", *FIELDS, *DYNAMIC_SAMPLING_FIELDS, "rewards", "tokens_per_s", "verifier_errors", "warnings")
 # The detector's checks (Detector methods), each a 0/1 series monitor/warning/<name> in the trackers.
 WARNINGS = ("reward_hacking", "length_collapse", "format_gaming", "verifier_errors")
 
@@ -144,13 +158,16 @@ class Detector:
 
 def record_from_logs(step: int, logs: dict, components: list[str], completions_per_step: int) -> dict:
     """One JSONL record from a Trainer log dict (TRL's keys)."""
-    record: dict = {"step": step, **{field: logs.get(key) for field, key in FIELDS.items()}}
+    fields = {**FIELDS, **DYNAMIC_SAMPLING_FIELDS}
+    record: dict = {"step": step, **{field: logs.get(key) for field, key in fields.items()}}
     record["rewards"] = {name: logs.get(f"rewards/{name}/mean") for name in components}
+    # Dynamic sampling generates whole extra generation batches: they count as completions of the step.
+    generated = completions_per_step * (1 + (record["extra_rounds"] or 0))
     length, seconds = record["mean_length"], record["step_time"]
-    record["tokens_per_s"] = round(length * completions_per_step / seconds, 2) if length and seconds else None
+    record["tokens_per_s"] = round(length * generated / seconds, 2) if length and seconds else None
     # TRL logs the mean of the generation batches' shares; the batches are the same size, so share x completions.
     share = record["verifier_error_share"]
-    record["verifier_errors"] = round(share * completions_per_step) if share is not None else None
+    record["verifier_errors"] = round(share * generated) if share is not None else None
     return record
 
 

@@ -65,6 +65,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
     from distill.training.callbacks import fit, training_callbacks
     from distill.training.trl_args import grpo_args, use_vllm
     from distill.verifiers.pool import VerifierPool
+    from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
     from grpo.monitor import Detector, GRPOMonitor
     from grpo.policy import load_policy, policy_path
     from grpo.rewards import build_reward_funcs
@@ -101,7 +102,8 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
             return grpo_compute(monitor.history, params(), per_step).flops
 
         callbacks, stop = training_callbacks(g, monitor, spent)
-        trainer = GRPOTrainer(
+        dynamic = {"max_rounds": g.dynamic_sampling_max_rounds} if g.dynamic_sampling else {}
+        trainer = (DynamicSamplingGRPOTrainer if dynamic else GRPOTrainer)(
             model=model,
             reward_funcs=funcs,
             args=args,
@@ -109,6 +111,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=callbacks,
+            **dynamic,
         )
         stopped = fit(trainer, stop, resume, "grpo.train")
     return trainer, stopped

@@ -15,10 +15,13 @@ R1_CODE_INSTRUCTION = "Write your solution in Python in a single ```python code 
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt: chat messages (user turn(s), no assistant reply) and its own sampling seed."""
+    """One prompt: chat messages (user turn(s), no assistant reply) and its own sampling seed; `prefix`: assistant
+    text already written, which the sample continues (raw text after the chat template and any prefill: vLLM only,
+    distill.budget's forced answers)."""
 
     messages: list[dict]
     seed: int
+    prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class OpenAISampler:
         self.failed_over = 0  # requests moved to another server after theirs could not be reached
 
     def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
+        if any(r.prefix for r in requests):  # a chat endpoint renders its own template: no raw continuation
+            raise NotImplementedError("OpenAI-compatible servers cannot continue a request's prefix text")
         return asyncio.run(self._sample_all(requests, params))
 
     async def _sample_all(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:

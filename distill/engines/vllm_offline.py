@@ -93,7 +93,7 @@ class VLLMSampler:
         return [Sample(prefix + c.text, len(c.token_ids), c.finish_reason or "stop") for c in output.outputs]
 
     def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
-        prompts = [self.render(r.messages, params.prefill_think) for r in requests]
+        prompts = [self.render(r.messages, params.prefill_think) + r.prefix for r in requests]
         outputs = self.llm.generate(prompts, [self._params(r, params) for r in requests], use_tqdm=False)
         return [self._samples(out, params) for out in outputs]
 
@@ -109,7 +109,7 @@ class VLLMSampler:
         active: set[str] = set()
 
         def add(index: int, request: Request) -> None:
-            prompt = self.render(request.messages, params.prefill_think)
+            prompt = self.render(request.messages, params.prefill_think) + request.prefix
             request_id = f"distill-{run}-{index}"
             # add_request returns vLLM's internal id (ours plus a random suffix); outputs carry ours.
             engine.add_request(request_id, prompt, self._params(request, params))

@@ -19,7 +19,7 @@ SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were traine
 RESUME_KEYS = {
     "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_train_batch_size"),
     "grpo": ("method", "target", "init_from", "template", "prompts", "num_generations", "max_completion_length",
-             "loss_type", "lora", "quant", "per_device_train_batch_size"),
+             "loss_type", "lora", "quant", "per_device_train_batch_size", "dynamic_sampling"),
     "kd": ("method", "teacher", "init_from", "template", "prompts", "beta", "max_completion_length", "lora", "quant",
            "per_device_train_batch_size"),
 }  # fmt: skip
