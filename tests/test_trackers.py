@@ -232,7 +232,7 @@ def test_sft_command_reports_loss_to_tensorboard_and_trackio(tiny_llama, tmp_pat
         f"generate.card_dir={tmp_path / 'cards'}",
         "sft.run_name=tiny",
         "sft.max_steps=2",
-        "sft.per_device_batch_size=4",
+        "sft.per_device_train_batch_size=4",
         "sft.save_steps=100",
         "report_to=tensorboard,trackio",
         "project=trackers-test",
