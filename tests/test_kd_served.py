@@ -181,7 +181,7 @@ def test_kd_with_a_served_teacher_trains_the_student_toward_it(teacher_server, s
     print(
         f"served kd: reverse KL {before:.4f} -> {after_kl:.4f}; tail mass {[r['teacher_tail_mass'] for r in records]}"
     )
-    assert after_kl < 0.7 * before  # measured 0.159 -> 0.056
+    assert after_kl < 0.7 * before  # measured 0.159 -> 0.052
     assert json.loads((run / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
 
     teacher_server.stop()

@@ -64,7 +64,7 @@ class TeacherClient:
         for url in self.urls:
             try:
                 models = self._request("GET", url, "/v1/models")["data"]
-            except TeacherServerError:
+            except (TeacherServerError, _Retryable):
                 continue
             chosen = next((m for m in models if m["id"] == self.served_model), None) if self.served_model else models[0]
             if chosen is None:
