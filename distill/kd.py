@@ -164,8 +164,10 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     checkpoint = prepare_run_dir(cfg, out, "kd")
     resume = None if checkpoint is None else str(checkpoint)
     write_effective_config(cfg, out)
+    served = cfg.kd.teacher_server
+    where = f" served at {', '.join(served.urls)} (top-{served.top_k})" if served.urls else ""
     print(
-        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)} -> {out}"
+        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)}{where} -> {out}"
         + (f" (resuming from {resume})" if resume else ""),
         file=sys.stderr,
     )

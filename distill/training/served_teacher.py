@@ -130,8 +130,11 @@ class ServedTeacherTrainer(DistillationTrainer):
                               f"student's vocabulary of {vocab}: serve a teacher with the student's tokenizer")  # fmt: skip
         output["teacher_ids"], output["teacher_logprobs"] = ids, logprobs
         returned = torch.logsumexp(logprobs, -1)[keep_completion].exp()
-        tail = (1 - returned).clamp(min=0).mean() if returned.numel() else returned.new_zeros(())
-        self._metrics["train" if self.model.training else "eval"]["teacher/tail_mass"].append(float(tail))
+        tail = torch.stack([(1 - returned).clamp(min=0).sum(), returned.new_tensor(returned.numel())])
+        tail = self.accelerator.gather(tail[None]).sum(0)  # every rank's tokens, as the base's metrics are
+        self._metrics["train" if self.model.training else "eval"]["teacher/tail_mass"].append(
+            float(tail[0] / tail[1].clamp(min=1))
+        )
         return output
 
     def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
