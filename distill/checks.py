@@ -165,6 +165,9 @@ def check_kd(cfg: Config) -> None:
         if value and not (Path(value).is_dir() or "/" in value):
             raise ConfigError(f"{key}={value}: not a folder or hub id")
     _prompts("kd.prompts", kd.prompts)
+    if kd.teacher_server.urls:
+        _at_least("kd.teacher_server.top_k", kd.teacher_server.top_k, 1)
+        _at_least("kd.teacher_server.concurrency", kd.teacher_server.concurrency, 1)
 
 
 def check_eval(cfg: Config) -> None:

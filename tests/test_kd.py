@@ -239,6 +239,7 @@ def test_a_teacher_with_another_vocabulary_is_refused_before_training(tiny_llama
         (["kd.prompts.sets=[]"], "kd.prompts.sets"),
         (["kd.save_fractions=[0.5,1.0]"], "kd.save_fractions"),
         (["compare.sweep=[0.5,0.5]"], "compare.sweep"),
+        (["kd.teacher_server.urls=[http://127.0.0.1:8000/v1]", "kd.teacher_server.top_k=0"], "kd.teacher_server.top_k"),
     ],
 )
 def test_bad_kd_settings_name_their_key(argv, key):

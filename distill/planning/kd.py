@@ -2,8 +2,9 @@
 teacher scores every token, so both models are on the device, and they must share a vocabulary.
 
 Memory per device: the student's training parts (as SFT's and GRPO's, distill.planning.memory), the teacher's
-weights (no gradients, no optimizer states) and its logits over the batch (float32), and -- where the student
-samples through vLLM colocated (kd.use_vllm) -- the engine's share of the device.
+weights (no gradients, no optimizer states) and its logits over the batch (float32) unless it is served
+(kd.teacher_server: its FLOPs are still the run's, distill.compute.kd_compute), and -- where the student samples
+through vLLM colocated (kd.use_vllm) -- the engine's share of the device.
 """
 
 from __future__ import annotations
@@ -55,12 +56,17 @@ def plan_kd(ctx: Ctx, sp: StagePlan, kd=None, teacher: str | None = None) -> Non
     parts = training_parts(student, setup)
     for part in parts:
         sp.rows.append(Row(sp.stage, part.name, gib(part.bytes)))
-    teacher_weights = teacher_shape.params * dtype_bytes(ctx)
-    logits = kd.per_device_train_batch_size * sequence * teacher_shape.vocab * 4
-    sp.rows.append(Row(sp.stage, "teacher: weights (no gradients)", gib(teacher_weights)))
-    sp.rows.append(Row(sp.stage, "teacher: float32 logits of the batch", gib(logits)))
-    used = sum(p.bytes for p in parts) + teacher_weights + logits
+    used = sum(p.bytes for p in parts)
     label = "peak per device (student + teacher)"
+    if kd.teacher_server.urls:  # its weights and logits stay on its servers; the scores are k floats a token
+        sp.rows.append(Row(sp.stage, "teacher: on its vLLM servers (kd.teacher_server.urls)", gib(0)))
+        label = "peak per device (student; teacher served)"
+    else:
+        teacher_weights = teacher_shape.params * dtype_bytes(ctx)
+        logits = kd.per_device_train_batch_size * sequence * teacher_shape.vocab * 4
+        sp.rows.append(Row(sp.stage, "teacher: weights (no gradients)", gib(teacher_weights)))
+        sp.rows.append(Row(sp.stage, "teacher: float32 logits of the batch", gib(logits)))
+        used += teacher_weights + logits
     if kd.use_vllm is not False and ctx.hw.cuda:  # None: auto, vllm is installed with the CUDA setup
         engine = kd.vllm_gpu_memory_utilization * device_bytes(ctx.hw)
         sp.rows.append(Row(sp.stage, "vLLM colocated (kd.vllm_gpu_memory_utilization)", gib(engine)))
