@@ -3,7 +3,9 @@ the rows the report is made of.
 
 Every stage runs as its own `python -m <module> recipe=<root>/stages/<name>.yaml` process (so each frees its engine's
 memory, shows its own progress and resumes itself after a crash), writing under <output_dir>/compare/<run_name>/. A
-stage that finished is recorded in `stages.json` and not run again (compare.resume).
+stage that finished is recorded in `stages.json` and not run again (compare.resume). A training stage may run on
+several processes (compare.launcher: `accelerate launch`, or srun on a cluster; grpo.compare.launch), and the
+generate stage on the teacher's vLLM servers (compare.teacher_servers, teacher_urls; grpo.compare.servers).
 """
 
 from __future__ import annotations
