@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.compare_table import ARMS, TEACHER_FROM
+from distill.compare_table import ARMS, LAUNCHERS, TEACHER_FROM
 from distill.config import Config, teacher_name
 from distill.engines import ENGINES
 from distill.errors import ConfigError
@@ -226,6 +226,12 @@ def check_compare(cfg: Config) -> None:
         raise ConfigError(
             f"key 'compare.seeds' expects two or more distinct training seeds (one run: seed=N), got {seeds}"
         )
+    _one_of("compare.launcher", cfg.compare.launcher, LAUNCHERS)
+    _at_least("compare.num_processes", cfg.compare.num_processes, 1)
+    _at_least("compare.teacher_servers", cfg.compare.teacher_servers, 0)
+    if cfg.compare.teacher_servers and cfg.compare.teacher_urls:
+        raise ConfigError("keys 'compare.teacher_servers' and 'compare.teacher_urls' exclude each other: start "
+                          "servers, or name running ones")  # fmt: skip
     if not 0.5 < cfg.compare.confidence < 1:
         raise ConfigError(f"key 'compare.confidence' expects a level between 0.5 and 1, got {cfg.compare.confidence}")
 

@@ -1,9 +1,10 @@
-"""`python -m distill.cluster {serve,generate,sft,grpo} [recipe=NAME] [key=value ...] [--out FILE] [--time HH:MM:SS]`
+"""`python -m distill.cluster {serve,generate,sft,grpo,compare} [recipe=NAME] [key=value ...] [--out FILE] [--time HH:MM:SS]`
 
 Renders a Slurm job script of recipes/slurm/ for a recipe and prints it (or writes --out): `serve` (the teacher's
 fleet: one vLLM server per node, an array job), `generate` (the client that waits for the fleet's URLs and samples
 through it), `sft` (multi-node `accelerate launch`, one per node), `grpo` (TRL's `trl vllm-serve` beside the
-training processes, server mode). Node, GPU and process counts come from the recipe's `hardware:` section, the
+training processes, server mode), `compare` (grpo.compare in one allocation, its training stages started with srun
+on every node: compare.launcher=srun). Node, GPU and process counts come from the recipe's `hardware:` section, the
 accelerate config from `hardware.sharding`; every key=value given here is passed on to the job's command, so the job
 runs the settings the render was asked for. Nothing is submitted: `sbatch` the output.
 """
@@ -21,7 +22,7 @@ from distill.engines.serve import ServerSpec, server_command
 from distill.errors import UserError
 from distill.recipes import RECIPES_DIR, load_config
 
-TEMPLATES = ("serve", "generate", "sft", "grpo")
+TEMPLATES = ("serve", "generate", "sft", "grpo", "compare")
 SLURM_DIR = RECIPES_DIR / "slurm"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 PYTHON = "python"  # the job's interpreter: the environment the job activates, not this machine's path
@@ -90,7 +91,16 @@ def _grpo(cfg: Config, values: dict) -> dict:
             "server_command": serve, "grpo_command": grpo}  # fmt: skip
 
 
-_VALUES = {"serve": _serve, "generate": _generate, "sft": _sft, "grpo": _grpo}
+def _compare(cfg: Config, values: dict) -> dict:
+    config = cfg.compare.accelerate_config or _accelerate_config(cfg)
+    # exec: the comparison is the job's process, so the allocation ends with it
+    command = f"exec {PYTHON} -m grpo.compare {values['args']} compare.launcher=srun"
+    if not cfg.compare.accelerate_config:
+        command += f" compare.accelerate_config={config}"
+    return {"accelerate_config": config, "compare_command": command}
+
+
+_VALUES = {"serve": _serve, "generate": _generate, "sft": _sft, "grpo": _grpo, "compare": _compare}
 
 
 def render_job(kind: str, cfg: Config, overrides: list[str], time: str = "24:00:00") -> str:

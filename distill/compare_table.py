@@ -29,41 +29,44 @@ class Stage:
     planned_as: str
     # With compare.match_budget, it stops at what distillation spent (grpo/kd.max_flops): generate and sft run first.
     budgeted: bool
+    # It trains: compare.launcher starts it on several processes (accelerate, srun). generate and eval run as one
+    # process whatever the launcher: their engines spread the work themselves (tensor parallel, a server fleet).
+    parallel: bool
     help: str
 
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        TEACHER_STAGE, "grpo.train", "grpo", "grpo/teacher", (), "grpo_teacher", False,
+        TEACHER_STAGE, "grpo.train", "grpo", "grpo/teacher", (), "grpo_teacher", False, True,
         "R1-Zero GRPO on model.name makes the teacher first (compare.teacher_from=rl; compare.teacher_max_steps)",
     ),
     Stage(
-        "generate", "distill.generate", "generate", "datasets/teacher", (TEACHER_STAGE,), "generate", False,
+        "generate", "distill.generate", "generate", "datasets/teacher", (TEACHER_STAGE,), "generate", False, False,
         "the teacher samples generate.prompts; the verifiers keep the correct answers (the dataset and its card)",
     ),
     Stage(
-        "sft", "distill.sft", "sft", "sft/distill", ("generate",), "sft", False,
+        "sft", "distill.sft", "sft", "sft/distill", ("generate",), "sft", False, True,
         "SFT of the student on the teacher's dataset: arm (b)",
     ),
     Stage(
-        "grpo_rl", "grpo.train", "grpo", "grpo/rl", (), "grpo_student", True,
+        "grpo_rl", "grpo.train", "grpo", "grpo/rl", (), "grpo_student", True, True,
         "GRPO on the student as is, on the teacher's prompts, R1's template: arm (c) (compare.grpo_max_steps)",
     ),
     Stage(
-        "grpo_distill_rl", "grpo.train", "grpo", "grpo/distill_rl", ("sft",), "grpo_on_sft", True,
+        "grpo_distill_rl", "grpo.train", "grpo", "grpo/distill_rl", ("sft",), "grpo_on_sft", True, True,
         "GRPO from the distilled adapter, as arm (c) otherwise: arm (d)",
     ),
     Stage(
-        "kd", "distill.kd", "kd", "kd/kd", (TEACHER_STAGE,), "kd", True,
+        "kd", "distill.kd", "kd", "kd/kd", (TEACHER_STAGE,), "kd", True, True,
         "on-policy distillation on the teacher's prompts: the student samples, the teacher scores: arm (e) "
         "(compare.kd_max_steps)",
     ),
     Stage(
-        "eval", "distill.eval", "eval", "eval", (), "eval", False,
+        "eval", "distill.eval", "eval", "eval", (), "eval", False, False,
         "every row's model on the held-out problems, one engine for all (eval.models)",
     ),
     Stage(
-        "eval_context", "distill.eval", "eval", "eval", (), "eval", False,
+        "eval_context", "distill.eval", "eval", "eval", (), "eval", False, False,
         "the context rows (the teacher, sweep points) on the first compare.context_problems problems",
     ),
 )  # fmt: skip
@@ -94,6 +97,8 @@ ARMS = tuple(arm.name for arm in ARM_ROWS if arm.name != "teacher")
 LABELS = {arm.name: arm.label for arm in ARM_ROWS}
 GRPO_ARMS = tuple(arm.name for arm in ARM_ROWS if arm.stages and STAGE[arm.stages[-1]].module == "grpo.train")
 TEACHER_FROM = ("given", "rl")
+# compare.launcher: how a training stage's processes start (grpo.compare.launch renders each).
+LAUNCHERS = ("plain", "accelerate", "srun")
 
 
 def stages_of(arm: str, teacher_from: str = "given", match_budget: bool = False) -> tuple[str, ...]:

@@ -419,6 +419,21 @@ class CompareSection:
     # data drawn again, the same held-out problems), then a report whose intervals cover training runs and problems
     # both (grpo.compare.replicates). [] : one run with `seed`.
     seeds: list[int] = field(default_factory=list)
+    # How each training stage (sft, grpo, kd: the stage table's `parallel`) is started. plain: `python -m`, one
+    # process. accelerate: `accelerate launch` on this machine with accelerate_config and num_processes (without GPUs
+    # the processes join over gloo). srun: inside a Slurm allocation, one `accelerate launch` per node of
+    # hardware.nodes (recipes/slurm/compare.sbatch). generate and eval stay one process: their engines spread the work.
+    launcher: str = "plain"
+    # accelerate's config file, e.g. recipes/accelerate/ddp.yaml, zero3.yaml or fsdp.yaml; None: plain DDP.
+    accelerate_config: str | None = None
+    # Training processes in all (accelerate's --num_processes); None: hardware.processes[<section>] where given,
+    # else hardware.gpus (gpus_per_node x nodes).
+    num_processes: int | None = None
+    # Start this many vLLM servers of the teacher on this machine for the generate stage (distill.serve's settings;
+    # generate.engine.kind=openai on their URLs) and stop them when it ends, fails or is stopped; 0: none.
+    teacher_servers: int = 0
+    # Or the URLs of teacher servers already running, e.g. [http://node1:8000/v1]: the generate stage uses them.
+    teacher_urls: list[str] = field(default_factory=list)
 
 
 @dataclass

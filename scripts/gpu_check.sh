@@ -5,7 +5,8 @@
 #   scripts/gpu_check.sh           there, from the checkout: installs .whl/*.whl into /tmp/site (nothing else is
 #                                  touched), runs the GPU tests (tests/gpu, marker gpu) and the memory probe
 #                                  (tests/gpu/probe.py), and prints peak CUDA memory against distill.plan's estimate
-#                                  and training tokens/s.
+#                                  and training tokens/s; with 2+ GPUs also distill.sft on 2 processes (accelerate,
+#                                  NCCL) and grpo.train in server mode (vLLM's server on GPU 1, the trainer on GPU 0).
 # bitsandbytes (QLoRA) and vllm (colocated GRPO) are binary and large: their tests run where they are installed and
 # are skipped otherwise. Outputs: $OUT/gpu_check.jsonl and $OUT/gpu_check.log when $OUT is set (else /tmp).
 set -euo pipefail
@@ -35,6 +36,57 @@ fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export GPU_CHECK_REPORT="$OUT_DIR/gpu_check.jsonl"
 : >"$GPU_CHECK_REPORT"
+
+# With 2+ GPUs: distill.sft on 2 processes (accelerate launch, recipes/accelerate/ddp.yaml, NCCL), and grpo.train in
+# server mode -- vLLM's server (`trl vllm-serve`) on GPU 1, the trainer on GPU 0 -- on a tiny random model
+# (tests/gpu/builders.py). Each prints PASS or FAIL with its log and the rest go on; fewer GPUs: a line saying why.
+two_gpus() {
+    local gpus work port log server common
+    gpus=$(nvidia-smi -L 2>/dev/null | wc -l || true)
+    if [ "${gpus:-0}" -lt 2 ]; then
+        echo "2-GPU checks: skipped, ${gpus:-0} GPU(s) here (accelerate SFT on 2 GPUs and GRPO server mode need 2)"
+        return 0
+    fi
+    work=$(mktemp -d "$OUT_DIR/gpu_check_2gpu.XXXX")
+    "$PY" -c 'import sys; from pathlib import Path; sys.path.insert(0, "tests/gpu")
+from builders import save_dataset, save_model
+save_model(Path(sys.argv[1]) / "model", "llama", "bfloat16"); save_dataset(Path(sys.argv[1]) / "data")' "$work"
+    common=(recipe=smollm2 "model.name=$work/model" model.dtype=bfloat16 "output_dir=$work/out")
+    log="$work/sft.log"
+    if "$PY" -m accelerate.commands.launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 \
+        --main_process_port 0 -m distill.sft "${common[@]}" "sft.dataset=$work/data" sft.max_steps=3 \
+        sft.per_device_batch_size=2 sft.merge=false sft.save_steps=1000 >"$log" 2>&1; then
+        echo "PASS 2-GPU accelerate SFT (2 processes, NCCL): $(tail -n 1 "$work/out/sft/model-lora/metrics.jsonl")"
+    else
+        echo "FAIL 2-GPU accelerate SFT: $(tail -n 1 "$log") (log $log)"
+    fi
+    if ! "$PY" -c 'import vllm' 2>/dev/null; then
+        echo "GRPO server mode: skipped, vllm is not installed here"
+        return 0
+    fi
+    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log="$work/grpo.log"
+    CUDA_VISIBLE_DEVICES=1 "$PY" -m trl.scripts.vllm_serve --model "$work/model" --port "$port" \
+        --gpu_memory_utilization 0.3 --max_model_len 512 >"$work/vllm-serve.log" 2>&1 &
+    server=$!
+    until "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$port/health" 2>/dev/null; do
+        kill -0 "$server" 2>/dev/null || { echo "FAIL GRPO server mode: vllm-serve exited (log $work/vllm-serve.log)"; return 0; }
+        sleep 5
+    done
+    if CUDA_VISIBLE_DEVICES=0 "$PY" -m grpo.train "${common[@]}" grpo.use_vllm=true grpo.vllm_mode=server \
+        "grpo.vllm_server_base_url=http://127.0.0.1:$port" grpo.prompts.synthetic_levels=[1] \
+        grpo.prompts.synthetic_per_level=8 grpo.num_generations=4 grpo.per_device_train_batch_size=8 \
+        grpo.max_completion_length=16 grpo.overlong_cache=8 grpo.max_steps=2 grpo.save_steps=1000 \
+        grpo.verify.workers=1 >"$log" 2>&1; then
+        echo "PASS GRPO server mode (server GPU 1, trainer GPU 0): $(grep -m1 -o '[0-9]* steps' "$log" || tail -n 1 "$log")"
+    else
+        echo "FAIL GRPO server mode: $(tail -n 1 "$log") (log $log)"
+    fi
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+}
+
 {
     nvidia-smi -L || true
     "$PY" -c 'import torch, transformers, peft, trl; print("torch", torch.__version__, "cuda", torch.version.cuda,
@@ -42,6 +94,7 @@ export GPU_CHECK_REPORT="$OUT_DIR/gpu_check.jsonl"
     "| device", torch.cuda.get_device_name() if torch.cuda.is_available() else "NONE")'
     "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -rs
     "$PY" tests/gpu/probe.py
+    two_gpus
 } 2>&1 | tee "$OUT_DIR/gpu_check.log"
 
 "$PY" - "$GPU_CHECK_REPORT" <<'EOF'

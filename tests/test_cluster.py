@@ -87,3 +87,12 @@ def test_a_recipe_without_server_gpus_is_one_line(tmp_path, capsys):
 def test_render_names_a_missing_value():
     with pytest.raises(KeyError, match="nodes"):
         render("#SBATCH --nodes={{nodes}}", {})
+
+
+def test_compare_runs_in_one_allocation_and_starts_training_with_srun(tmp_path):
+    script = _rendered("compare", tmp_path, "hardware.nodes=2", "compare.arms=[base,distill]")
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
+    line = next(line for line in script.splitlines() if line.startswith("exec "))
+    assert shlex.split(line) == ["exec", "python", "-m", "grpo.compare", "recipe=qwen32b",
+                                 f"output_dir={tmp_path / 'out'}", "hardware.nodes=2", "compare.arms=[base,distill]",
+                                 "compare.launcher=srun", "compare.accelerate_config=recipes/accelerate/zero3.yaml"]  # fmt: skip

@@ -60,7 +60,10 @@ def server_command(
     if spec.reasoning_parser:
         cmd += ["--reasoning-parser", spec.reasoning_parser]
     if not (_cuda() if cuda is None else cuda):
-        cmd += ["--enforce-eager"]  # vLLM-CPU: eager is the faster mode and needs no triton
+        # vLLM-CPU: eager is the faster mode and needs no triton. A seeded request whose prompt is split across
+        # scheduler steps crashes its engine ("CPU Generator does not use offset"), as it does offline
+        # (distill.engines.vllm_offline): a large token budget keeps every prompt in one step, also under load.
+        cmd += ["--enforce-eager", "--max-num-batched-tokens", "65536"]
     return cmd + list(spec.extra)
 
 

@@ -3,14 +3,18 @@ the rows the report is made of.
 
 Every stage runs as its own `python -m <module> recipe=<root>/stages/<name>.yaml` process (so each frees its engine's
 memory, shows its own progress and resumes itself after a crash), writing under <output_dir>/compare/<run_name>/. A
-stage that finished is recorded in `stages.json` and not run again (compare.resume).
+stage that finished is recorded in `stages.json` and not run again (compare.resume). A training stage may run on
+several processes (compare.launcher: `accelerate launch`, or srun on a cluster; grpo.compare.launch), and the
+generate stage on the teacher's vLLM servers (compare.teacher_servers, teacher_urls; grpo.compare.servers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +25,9 @@ from distill.compare_table import ARM, ARMS, GRPO_ARMS, LABELS, STAGE, STAGES, s
 from distill.config import Config
 from distill.errors import UserError
 from grpo.compare.accounting import Accounts, read_jsonl, sized_eval
+from grpo.compare.launch import shown, stage_command
 from grpo.compare.progress import watch
+from grpo.compare.servers import Served, teacher_servers
 from grpo.compare.stages import Layout, stage_config, write_settings
 
 
@@ -70,13 +76,17 @@ def _run_stage(command: list[str], stdout=None, hidden=None) -> tuple[int, str |
     proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.PIPE)
     passing = _Filter(hidden) if hidden is not None else None
     tail = b""
-    while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
-        if passing is None:
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.flush()
-        else:
-            passing.feed(chunk)
-        tail = (tail + chunk)[-(1 << 14) :]
+    try:
+        while chunk := os.read(proc.stderr.fileno(), 1 << 16):  # chunks, not lines: progress bars redraw with \r
+            if passing is None:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
+            else:
+                passing.feed(chunk)
+            tail = (tail + chunk)[-(1 << 14) :]
+    except BaseException:  # the comparison was stopped (SIGTERM, Ctrl-C): so is its stage, which checkpoints first
+        _stop(proc)
+        raise
     if passing is not None:
         passing.close()
     proc.stderr.close()
@@ -84,6 +94,27 @@ def _run_stage(command: list[str], stdout=None, hidden=None) -> tuple[int, str |
         line.split(": error: ", 1)[1] for line in tail.decode("utf-8", "replace").splitlines() if ": error: " in line
     ]
     return proc.wait(), errors[-1].strip() if errors else None
+
+
+def _stop(proc: subprocess.Popen, grace: float = 300.0) -> None:
+    """SIGTERM a stage (a trainer finishes its step and saves a checkpoint; accelerate's launcher passes it to every
+    rank), SIGKILL after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Stopped(SystemExit):
+    """SIGTERM reached the comparison: raised where it runs, so the running stage and the teacher's servers stop
+    (with-blocks and finally clauses run) before it exits with 128 + 15, as a process killed by SIGTERM would."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(128 + signum)
 
 
 class Comparison:
@@ -101,25 +132,30 @@ class Comparison:
             self.ledger = json.loads(self.ledger_path.read_text())
         self.accounts = Accounts(cfg, self.layout, self.ledger)
 
-    def settings(self, stage: str, models: list[str] | None = None) -> Config:
+    def settings(self, stage: str, models: list[str] | None = None, served: Served | None = None) -> Config:
         """A stage's resolved settings; a budgeted stage's FLOP budget read from the finished distillation stages."""
         budget = None
         if STAGE[stage].budgeted and self.cfg.compare.match_budget:
             budget = float(f"{self.accounts.distill_flops():.6g}")
-        return stage_config(self.cfg, self.layout, stage, budget, models)
+        return stage_config(self.cfg, self.layout, stage, budget, models, served)
 
     def run(self, name: str, models: list[str] | None = None) -> dict:
-        """Runs stage `name` once with its settings file; a finished run is taken from the ledger."""
+        """Runs stage `name` once with its settings file; a finished run is taken from the ledger. The teacher's
+        servers (compare.teacher_servers) are up while a stage that samples the teacher runs, and only then."""
         if name in self.ledger:
             return self.ledger[name]
-        resolved = self.settings(name, models)
+        with teacher_servers(self.cfg, name, lambda: self.settings(name, models), self.root / "logs") as served:
+            return self._run(name, models, served)
+
+    def _run(self, name: str, models: list[str] | None, served: Served | None) -> dict:
+        resolved = self.settings(name, models, served)
         settings = write_settings(resolved, self.layout.settings_file(name))
-        command = [sys.executable, "-m", STAGE[name].module, f"recipe={settings}"]
+        command = stage_command(self.cfg, name, settings)  # compare.launcher's (grpo.compare.launch)
         # A stage's stdout (TRL's per-step log lines, its own table) goes to a file: the comparison's stdout is the
         # report's table alone.
         out = self.root / "logs" / f"{name}.stdout"
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"grpo.compare: [{name}] {' '.join(command[1:])}  (stdout: {out})", file=sys.stderr, flush=True)
+        print(f"grpo.compare: [{name}] {shown(command)}  (stdout: {out})", file=sys.stderr, flush=True)
         start = time.perf_counter()
         # A line per logging step of a training stage on the terminal (grpo.compare.progress).
         progress = watch(name, resolved, self.layout.folder(name))
@@ -127,10 +163,8 @@ class Comparison:
             code, last_error = _run_stage(command, stdout, hidden)
         if code != 0:
             why = f": {last_error}" if last_error else ""
-            raise StageError(
-                f"stage {name} failed (exit {code}){why}; rerun it alone with: python {' '.join(command[1:])}"
-            )
-        self.ledger[name] = {"command": " ".join(command[1:]), "wall_s": round(time.perf_counter() - start, 1)}
+            raise StageError(f"stage {name} failed (exit {code}){why}; rerun it alone with: {shown(command)}")
+        self.ledger[name] = {"command": shown(command), "wall_s": round(time.perf_counter() - start, 1)}
         self.root.mkdir(parents=True, exist_ok=True)
         self.ledger_path.write_text(json.dumps(self.ledger, indent=2) + "\n")
         return self.ledger[name]
@@ -272,7 +306,11 @@ def help_summary() -> str:
 
 
 def _compare(cfg: Config, argv: list[str]) -> int:
-    report = compare(cfg)
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        report = compare(cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = (report / "table.md").read_text()
     # The table and its reading, without the markdown image links (their files are listed below).
     print("\n".join(line for line in table.splitlines() if not line.startswith("![")).rstrip() + "\n")

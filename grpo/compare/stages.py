@@ -14,6 +14,7 @@ from pathlib import Path
 
 from distill.compare_table import ARM, STAGE, TEACHER_STAGE
 from distill.config import Config, teacher_name
+from grpo.compare.servers import Served
 
 
 def _name(stage: str) -> str:
@@ -79,17 +80,28 @@ def _swept(cfg: Config, section) -> object:
 
 
 def stage_config(
-    cfg: Config, layout: Layout, stage: str, budget: float | None = None, models: list[str] | None = None
+    cfg: Config,
+    layout: Layout,
+    stage: str,
+    budget: float | None = None,
+    models: list[str] | None = None,
+    served: Served | None = None,
 ) -> Config:
     """The settings `stage` runs with: `cfg` (the comparison's, resolved) with output_dir the comparison's root and
     the stage's own section set. `budget`: FLOPs a budgeted stage may spend (compare.match_budget); `models`: the
-    eval stages' NAME=MODEL entries."""
+    eval stages' NAME=MODEL entries; `served`: the teacher's servers the generate stage samples from."""
     c, replace = cfg.compare, dataclasses.replace
     out = replace(cfg, output_dir=str(layout.root))
     if stage == "generate":
         teacher = layout.teacher if c.teacher_from == "rl" else cfg.generate.teacher
         # card_dir relative to output_dir (the root): distill.config.card_dir joins them once.
         generate = replace(cfg.generate, dataset_name=_name(stage), card_dir="data_cards", push_to_hub=False)
+        if served is not None:
+            engine = cfg.generate.engine
+            engine = replace(
+                engine, kind="openai", urls=served.urls, served_model=served.served_model or engine.served_model
+            )
+            generate = replace(generate, engine=engine)
         return replace(out, generate=replace(generate, teacher=teacher))
     if stage == "sft":
         sft = replace(cfg.sft, dataset=str(layout.dataset), run_name=_name(stage))
