@@ -130,6 +130,7 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     from distill.checks import same_model
     from distill.training.callbacks import fit, plot_loss
     from distill.training.outputs import prepare_run_dir, write_on_policy_card
+    from distill.training.ranks import is_main_process
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.kd, "kd")
@@ -143,11 +144,12 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     checkpoint = prepare_run_dir(cfg, out, "kd")
     resume = None if checkpoint is None else str(checkpoint)
     write_effective_config(cfg, out)
-    print(
-        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)} -> {out}"
-        + (f" (resuming from {resume})" if resume else ""),
-        file=sys.stderr,
-    )
+    if is_main_process():
+        print(
+            f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)} -> {out}"
+            + (f" (resuming from {resume})" if resume else ""),
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     trainer, stop = build_trainer(cfg, dataset, out)
     if (stopped := fit(trainer, stop, resume, "distill.kd")) is not None:
@@ -157,6 +159,8 @@ def _kd(cfg: Config, argv: list[str]) -> int:
         plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")
         seconds, command = time.perf_counter() - start, "python -m distill.kd " + " ".join(argv)
         write_on_policy_card(cfg, "kd", trainer, out, seconds, command, (f"Teacher: `{teacher_of(cfg)}`",))
+    if not trainer.is_world_process_zero():  # lines for the user: once per launch, not once per process
+        return 0
     minutes = (time.perf_counter() - start) / 60
     print(f"distill.kd: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}",
           file=sys.stderr)  # fmt: skip
