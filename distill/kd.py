@@ -117,11 +117,13 @@ def spending(cfg: Config, metrics, student: str, teacher: str):
     """The run's estimated FLOPs so far, as a function (distill.compute.kd_compute over the logged steps). The
     parameters are counted on first use: only a budget or a sweep asks, and a model without safetensors trains too."""
     import functools
+    import os
 
     from distill.compute import kd_compute, parameter_count
 
     kd = cfg.kd
-    per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps
+    # Completions per optimizer step over every process of the launch: TRL's logged mean length is a global mean.
+    per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
     params = functools.cache(lambda: (parameter_count(student), parameter_count(teacher)))
     return lambda: kd_compute(metrics.history, *params(), per_step).flops
 
