@@ -64,8 +64,16 @@ def run(module: str, argv: list[str], probe_dir: Path, processes: int = 2, timeo
     """Launch, wait, assert exit status 0; the launch's stderr."""
     proc = start(module, argv, probe_dir, processes)
     _, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err[-4000:]
+    (probe_dir / "launch.stderr").write_text(err)
+    assert proc.returncode == 0, failure(err)
     return err
+
+
+def failure(err: str) -> str:
+    """The ranks' tracebacks (torchrun's summary after them names only exit codes)."""
+    lines = err.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Traceback" in line), max(len(lines) - 60, 0))
+    return "\n".join(lines[start : start + 80])
 
 
 def ranks(probe_dir: Path, processes: int = 2) -> list[dict]:
