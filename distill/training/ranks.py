@@ -34,9 +34,23 @@ def agreed(flags: list[bool], device) -> list[bool]:
 
 
 def check_launch() -> None:
-    """`accelerate launch --cpu --num_processes N` starts ONE process whatever N is (accelerate 1.15 runs its simple
-    launcher for --cpu; huggingface/accelerate#2741): that process would train alone with another global batch than
-    asked for. Its mark: the launcher set MASTER_ADDR and ACCELERATE_USE_CPU for N > 1 but no rank exists."""
+    """Two launches that run but not as asked, refused in one line:
+
+    - `accelerate launch --cpu --num_processes N` starts ONE process whatever N is (accelerate 1.15 runs its simple
+      launcher for --cpu; huggingface/accelerate#2741): it would train alone with another global batch than asked
+      for. Its mark: the launcher set MASTER_ADDR and ACCELERATE_USE_CPU for N > 1 but no rank exists.
+    - FSDP (recipes/accelerate/fsdp.yaml) without CUDA: accelerate 1.15 turns FSDP on only for GPU-like process
+      groups (AcceleratorState), so on CPUs each process would hold and train the whole model as plain data
+      parallel -- none of the memory FSDP was asked for. torch's own fully_shard does train over gloo.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "FSDP through accelerate needs CUDA GPUs: on CPUs accelerate 1.15 leaves the model unsharded (plain "
+                "data parallel); drop --config_file recipes/accelerate/fsdp.yaml and use --multi_gpu --num_processes N"
+            )
     cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if cpu and "MASTER_ADDR" in os.environ and "RANK" not in os.environ and "LOCAL_RANK" not in os.environ:
         raise ConfigError(
