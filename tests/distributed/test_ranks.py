@@ -1,8 +1,9 @@
-"""What a rank other than 0 leaves alone (no launch: RANK set as torchrun sets it), and the one-process launch's mark."""
+"""What a rank other than 0 leaves alone (no launch: RANK set as torchrun sets it); the launches refused."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from distill.cli import write_effective_config
 from distill.errors import ConfigError
@@ -36,3 +37,12 @@ def test_accelerates_one_process_cpu_launch_is_recognised(monkeypatch):
         check_launch()
     monkeypatch.setenv("RANK", "0")  # torchrun's processes carry a rank: a real launch of several
     check_launch()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="FSDP through accelerate runs on CUDA")
+def test_fsdp_without_cuda_is_refused(monkeypatch):
+    """accelerate's launcher sets ACCELERATE_USE_FSDP=true for recipes/accelerate/fsdp.yaml (utils/launch.py); on
+    CPUs accelerate 1.15 would then train an unsharded model per process."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigError, match="FSDP through accelerate needs CUDA GPUs"):
+        check_launch()
