@@ -21,6 +21,7 @@ from distill.config import Config
 from distill.errors import ConfigError, UserError, first_line
 from distill.planning.parts import PlanError
 from distill.recipes import help_text, load_config, resolved_summary
+from distill.training.ranks import check_launch, is_main_process
 
 VERBOSE = "--verbose"
 # Libraries whose INFO/WARNING chatter belongs in the log file, not on the terminal.
@@ -139,7 +140,8 @@ def write_effective_config(cfg: Config, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    if is_main_process():  # every rank of a multi-process launch resolved the same settings: rank 0 writes them
+        path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     return path
 
 
@@ -167,7 +169,9 @@ def run(
             from distill.planning import check_before_load
 
             check_before_load(cfg, stage)
-        print(f"{prog}: {resolved_summary(cfg)}", file=sys.stderr)  # the stage's first line: what it resolved
+        check_launch()
+        if is_main_process():  # once per launch, not once per process
+            print(f"{prog}: {resolved_summary(cfg)}", file=sys.stderr)  # the stage's first line: what it resolved
         return body(cfg, argv)
     except PlanError as e:  # every problem the plan found, one line each
         for line in e.problems:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from distill.training.ranks import agreed
+
 
 @dataclass
 class Compute:
@@ -108,7 +110,8 @@ class FlopBudget(TrainerCallback):
         self.max_flops = max_flops
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.spent() >= self.max_flops:
+        # The metric history behind `spent` lives on rank 0 only: every rank stops at the step rank 0 decides.
+        if agreed([self.spent() >= self.max_flops], args.device)[0]:
             control.should_training_stop = True
             control.should_save = True
 
@@ -137,7 +140,10 @@ class SaveAtFractions(TrainerCallback):
         self.saved = json.loads(path.read_text()) if path.is_file() else {}  # a resumed run keeps its earlier marks
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        due = [f for f in self.fractions if str(f) not in self.saved and self._reached(f, state)]
+        open_ = [f for f in self.fractions if str(f) not in self.saved]
+        # As in FlopBudget: rank 0 alone knows the FLOPs spent; every rank saves at the step it decides.
+        reached = agreed([self._reached(f, state) for f in open_], args.device)
+        due = [f for f, yes in zip(open_, reached, strict=True) if yes]
         if not due:
             return
         control.should_save = True

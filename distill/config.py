@@ -96,7 +96,7 @@ class VerifySection:
 
     # Seconds per verdict: CPU time of a math worker (wall-clock backstop twice that), wall time of a code sandbox.
     timeout: float = 5.0
-    # Worker processes for math, threads for code (None: all cores).
+    # Worker processes for math, threads for code (None: the cores, shared among a launch's processes on a machine).
     workers: int | None = None
 
 

@@ -138,11 +138,13 @@ def spending(cfg: Config, metrics, student: str, teacher: str):
     """The run's estimated FLOPs so far, as a function (distill.compute.kd_compute over the logged steps). The
     parameters are counted on first use: only a budget or a sweep asks, and a model without safetensors trains too."""
     import functools
+    import os
 
     from distill.compute import kd_compute, parameter_count
 
     kd = cfg.kd
-    per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps
+    # Completions per optimizer step over every process of the launch: TRL's logged mean length is a global mean.
+    per_step = kd.per_device_train_batch_size * kd.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))
     params = functools.cache(lambda: (parameter_count(student), parameter_count(teacher)))
     return lambda: kd_compute(metrics.history, *params(), per_step).flops
 
@@ -151,6 +153,7 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     from distill.checks import same_model
     from distill.training.callbacks import fit, plot_loss
     from distill.training.outputs import prepare_run_dir, write_on_policy_card
+    from distill.training.ranks import is_main_process
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.kd, "kd")
@@ -166,11 +169,12 @@ def _kd(cfg: Config, argv: list[str]) -> int:
     write_effective_config(cfg, out)
     served = cfg.kd.teacher_server
     where = f" served at {', '.join(served.urls)} (top-{served.top_k})" if served.urls else ""
-    print(
-        f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)}{where} -> {out}"
-        + (f" (resuming from {resume})" if resume else ""),
-        file=sys.stderr,
-    )
+    if is_main_process():
+        print(
+            f"distill.kd: {len(dataset)} prompts, teacher {teacher_of(cfg)}{where} -> {out}"
+            + (f" (resuming from {resume})" if resume else ""),
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     trainer, stop = build_trainer(cfg, dataset, out)
     if (stopped := fit(trainer, stop, resume, "distill.kd")) is not None:
@@ -180,6 +184,8 @@ def _kd(cfg: Config, argv: list[str]) -> int:
         plot_loss(out / "metrics.jsonl", out / "loss.png", f"{out.name}: on-policy distillation (reverse KL)")
         seconds, command = time.perf_counter() - start, "python -m distill.kd " + " ".join(argv)
         write_on_policy_card(cfg, "kd", trainer, out, seconds, command, (teacher_line(cfg),))
+    if not trainer.is_world_process_zero():  # lines for the user: once per launch, not once per process
+        return 0
     minutes = (time.perf_counter() - start) / 60
     print(f"distill.kd: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}",
           file=sys.stderr)  # fmt: skip

@@ -132,8 +132,11 @@ def _sft(cfg: Config, argv: list[str]) -> int:
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    print(f"distill.sft: {check_training_target(trainer, dataset)}", file=sys.stderr)
-    if checkpoint is not None:
+    checked = check_training_target(trainer, dataset)  # every rank: each stops on a template that fails it
+    main = trainer.is_world_process_zero()  # lines for the user: once per launch, not once per process
+    if main:
+        print(f"distill.sft: {checked}", file=sys.stderr)
+    if checkpoint is not None and main:
         print(f"distill.sft: resuming from {checkpoint}", file=sys.stderr)
     start = time.perf_counter()
     if (stopped := fit(trainer, stop, str(checkpoint) if checkpoint else None, "distill.sft")) is not None:
@@ -141,6 +144,8 @@ def _sft(cfg: Config, argv: list[str]) -> int:
     seconds = time.perf_counter() - start
     command = "python -m distill.sft " + " ".join(argv)
     finish(cfg, trainer, base, source, out, seconds, command)
+    if not main:
+        return 0
     print(f"distill.sft: {cfg.sft.method} run of {trainer.state.global_step} steps in {out}", file=sys.stderr)
     print(f"next: python -m distill.eval recipe={cfg.recipe} model={out}", file=sys.stderr)
     return 0

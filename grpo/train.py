@@ -119,6 +119,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
 
 def _train(cfg: Config, argv: list[str]) -> int:
     from distill.training.outputs import prepare_run_dir, write_on_policy_card
+    from distill.training.ranks import is_main_process
     from distill.training.trainee import check_four_bit
 
     check_four_bit(cfg.grpo, "grpo")
@@ -127,7 +128,10 @@ def _train(cfg: Config, argv: list[str]) -> int:
     checkpoint = prepare_run_dir(cfg, out, "grpo")
     resume = None if checkpoint is None else str(checkpoint)
     write_effective_config(cfg, out)
-    print(f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
+    if is_main_process():
+        print(
+            f"grpo.train: {count} prompts -> {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr
+        )
     start = time.perf_counter()
     trainer, stopped = train(cfg, dataset, out, resume)
     if stopped is not None:
@@ -137,6 +141,8 @@ def _train(cfg: Config, argv: list[str]) -> int:
         write_on_policy_card(
             cfg, "grpo", trainer, out, time.perf_counter() - start, "python -m grpo.train " + " ".join(argv)
         )
+    if not trainer.is_world_process_zero():  # lines for the user: once per launch, not once per process
+        return 0
     minutes = (time.perf_counter() - start) / 60
     print(
         f"grpo.train: {trainer.state.global_step} steps in {minutes:.1f} min; metrics {out / 'metrics.jsonl'}, "

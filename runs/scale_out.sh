@@ -15,7 +15,7 @@ PORT=${PORT:-8100}
 PROCESSES=${PROCESSES:-2}
 export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 SETTINGS=(recipe=smollm2 "output_dir=$OUT" generate.prompts.synthetic_per_level=4 generate.sampling.n=4
-    generate.sampling.max_tokens=128 generate.dataset_name=scale-out sft.max_steps=8 sft.per_device_batch_size=2
+    generate.sampling.max_tokens=128 generate.dataset_name=scale-out sft.max_steps=8 sft.per_device_train_batch_size=2
     sft.save_steps=100 sft.merge=false sft.run_name=scale-out "$@")
 mkdir -p "$OUT/logs"
 

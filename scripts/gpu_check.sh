@@ -55,7 +55,7 @@ save_model(Path(sys.argv[1]) / "model", "llama", "bfloat16"); save_dataset(Path(
     log="$work/sft.log"
     if "$PY" -m accelerate.commands.launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 \
         --main_process_port 0 -m distill.sft "${common[@]}" "sft.dataset=$work/data" sft.max_steps=3 \
-        sft.per_device_batch_size=2 sft.merge=false sft.save_steps=1000 >"$log" 2>&1; then
+        sft.per_device_train_batch_size=2 sft.merge=false sft.save_steps=1000 >"$log" 2>&1; then
         echo "PASS 2-GPU accelerate SFT (2 processes, NCCL): $(tail -n 1 "$work/out/sft/model-lora/metrics.jsonl")"
     else
         echo "FAIL 2-GPU accelerate SFT: $(tail -n 1 "$log") (log $log)"

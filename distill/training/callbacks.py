@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 from distill.compute import FlopBudget, SaveAtFractions
 from distill.trackers import log_first
+from distill.training.ranks import agreed
 
 # Logged by Trainer/TRL at each logging step and kept in metrics.jsonl.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "num_tokens", "mean_token_accuracy", "entropy", "epoch")
@@ -91,15 +92,7 @@ class SaveOnSignal(TrainerCallback):
         self.received = signum
 
     def _agreed(self, args) -> bool:
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return self.received is not None
-        import torch
-
-        flag = torch.tensor([self.received is not None], dtype=torch.int32, device=args.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return agreed([self.received is not None], args.device)[0]
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._agreed(args):
@@ -129,6 +122,8 @@ def fit(trainer, stop: SaveOnSignal, resume: str | None, prog: str) -> int | Non
     if stop.received is None:
         return None
     step = trainer.state.global_step
+    if not trainer.is_world_process_zero():
+        return 128 + stop.received
     print(
         f"{prog}: stopped by signal {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
         f"{trainer.args.output_dir}/checkpoint-{step}; run the same command to resume",

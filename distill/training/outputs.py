@@ -12,6 +12,7 @@ from pathlib import Path
 
 from distill.config import Config
 from distill.errors import ConfigError
+from distill.training.ranks import is_main_process
 
 SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were trained with
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full
@@ -64,10 +65,14 @@ def check_push(section, name: str) -> None:
 def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
     """Create the folder and return the checkpoint to resume from (`<name>.resume`: auto, never or a folder),
     refusing one trained with other settings -- the one resume policy of distill.sft, grpo.train and distill.kd
-    (which all pass here first: the push's preconditions are checked here too)."""
+    (which all pass here first: the push's preconditions are checked here too).
+
+    Under a multi-process launch every rank calls this and gets the same answer; only rank 0 deletes (resume=never)
+    and writes: the others never read what it deletes, and auto deletes nothing."""
     check_push(getattr(cfg, name), name)
+    main = is_main_process()
     resume = getattr(cfg, name).resume
-    if resume == "never":
+    if resume == "never" and main:
         for old in out.glob("checkpoint-*"):
             shutil.rmtree(old)
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -85,7 +90,10 @@ def prepare_run_dir(cfg: Config, out: Path, name: str) -> Path | None:
                 f"use {name}.resume=never to start over, or another {name}.run_name"
             )
     out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(now, indent=2) + "\n")
+    if main:  # whole or not at all: another rank may be reading it
+        partial = saved.with_suffix(".partial")
+        partial.write_text(json.dumps(now, indent=2) + "\n")
+        partial.replace(saved)
     return checkpoint
 
 

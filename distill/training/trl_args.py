@@ -58,8 +58,10 @@ def training_args(cfg: Config, section, out_dir: Path, stage: str) -> dict:
         gradient_checkpointing=section.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
         bf16=use_bf16(cfg, section),
-        # transformers refuses bf16 without a GPU unless told the run is on the CPU on purpose.
-        use_cpu=use_bf16(cfg, section) and not cuda(),
+        # Without a GPU the run is on the CPU on purpose: transformers then refuses no bf16, and under a multi-process
+        # launch (torchrun, `accelerate launch --multi_gpu`) accelerate joins the processes over gloo -- not told,
+        # each process would train alone on the whole dataset while torch.distributed stands idle.
+        use_cpu=not cuda(),
         save_strategy="steps",
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,

@@ -41,6 +41,14 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def cores_per_process() -> int:
+    """The cores this process may run on (its affinity mask: a Slurm or container limit), divided among the
+    processes of a multi-process launch on this machine (LOCAL_WORLD_SIZE, set by torchrun): each rank of grpo.train
+    holds a pool, and N pools each taking every core would put N workers on each core. At least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1), 1)
+
+
 def cpu_bounded(verify: Callable[[dict], Verdict], row: dict, cpu_seconds: float) -> Verdict:
     """In a worker: verify(row), the kernel ending this process once the call has used `cpu_seconds` of CPU time
     (user + system, all threads: ITIMER_PROF; nothing in the workers handles SIGPROF, so it terminates)."""
@@ -68,7 +76,8 @@ def settle(future: Future, bound: float) -> Verdict:
 class VerifierPool:
     """`with VerifierPool(workers=2, timeout=5.0) as pool: verdicts = list(pool.map(rows))`.
 
-    workers: processes for math verdicts and threads for code verdicts (default: all CPU cores).
+    workers: processes for math verdicts and threads for code verdicts (default: the cores this process may use,
+        shared among the training processes of a multi-process launch on this machine: `cores_per_process`).
     timeout: the time bound of each verdict, in seconds, with its meaning per task from registry.TASKS (`time_bound`):
         CPU seconds of a math worker (wall-time backstop WALL_FACTOR times that, then one retry in a fresh worker),
         wall-clock seconds of each code sandbox run.
@@ -80,7 +89,7 @@ class VerifierPool:
     def __init__(
         self, workers: int | None = None, timeout: float = 5.0, verify: Callable[[dict], Verdict] = verify_row
     ):
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or cores_per_process()
         self.timeout = timeout
         self.wall_timeout = timeout * WALL_FACTOR
         self.verify = verify

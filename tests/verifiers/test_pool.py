@@ -65,3 +65,17 @@ def test_the_pool_still_judges_real_rows_after_a_cpu_timeout():
     with VerifierPool(workers=1, timeout=BOUND) as pool:
         verdicts = list(pool.map([row(completion=f"\\boxed{{{tower}}}", answer="1.5"), row()]))
     assert verdicts[0].verdict in ("timeout", "wrong") and verdicts[1].verdict == "correct", verdicts
+
+
+def test_the_default_pool_takes_the_cores_of_its_rank(monkeypatch):
+    """grpo.train holds a pool on every rank: under a launch of 2 processes on a machine (LOCAL_WORLD_SIZE, set by
+    torchrun) each takes half the cores it may run on, not every core; never fewer than 1."""
+    from distill.verifiers.pool import cores_per_process
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert cores_per_process() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cores_per_process() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert cores_per_process() == 1

@@ -124,7 +124,7 @@ def test_sft_stage_on_two_processes_through_accelerate(tiny_llama, tmp_path):
     # branch; the multi-process branch sets it for every run without a GPU, after which the dtype can go.
     cfg = _cfg(tmp_path, f"model.name={tiny_llama}", "model.dtype=bfloat16", "compare.launcher=accelerate",
                "compare.num_processes=2",
-               "compare.accelerate_config=recipes/accelerate/ddp.yaml", "sft.max_steps=2", "sft.per_device_batch_size=2",
+               "compare.accelerate_config=recipes/accelerate/ddp.yaml", "sft.max_steps=2", "sft.per_device_train_batch_size=2",
                "sft.gradient_accumulation_steps=1", "sft.max_length=128", "sft.lora.r=4", "sft.merge=false",
                "sft.save_steps=100", "sft.logging_steps=1")  # fmt: skip
     run = Comparison(cfg)
