@@ -77,6 +77,10 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
 
         if not cuda():
             enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
+    elif vllm:  # server: TRL's NCCL sync where it can run, a folder the server reloads from where it cannot
+        from distill.engines.vllm_server_sync import enable_folder_sync
+
+        enable_folder_sync(g.vllm_sync_dir)
     model, tokenizer, peft_config = load_policy(cfg)
     with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(
