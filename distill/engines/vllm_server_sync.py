@@ -46,7 +46,7 @@ class FolderSyncClient(VLLMClient):
         import torch
 
         self.folder: Path | None = None
-        self.sync_seconds: list[float] = []
+        self.sync_seconds: list[tuple[float, float]] = []
         self._syncs = 0
         info = self.get_server_info()  # a clear error when the server lacks VLLM_SERVER_DEV_MODE=1
         on_cuda = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
