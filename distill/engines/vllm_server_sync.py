@@ -9,10 +9,10 @@ TRL's own server mode needs as well). It is the reload the colocated CPU engine 
 it puts back the checkpoint layout that vLLM's CPU kernels repacked, loads, and repacks. Where the trainer is on CUDA
 and the server has a weight-transfer engine, TRL's NCCL path runs unchanged.
 
-Why not a LoRA adapter loaded through /v1/load_lora_adapter: TRL asks for completions under the served model's name
-and syncs merged weights for every method (LoRA, QLoRA, full), so the reload keeps TRL's generation untouched and
-serves full training too; the adapter would be smaller to write, but the measured cost of writing and reloading the
-full weights is small next to a step (README, "GRPO with a served vLLM").
+Why not a LoRA adapter loaded through /v1/load_lora_adapter (--enable-lora): TRL asks for completions under the
+served model's name (the base, first in /v1/models) and syncs merged weights for every method (LoRA, QLoRA, full).
+The reload keeps TRL's generation untouched and serves full training too, in one path; the adapter would be about a
+hundredth of the bytes to write. What the full weights cost here: README, "GRPO with a served vLLM".
 """
 
 from __future__ import annotations
