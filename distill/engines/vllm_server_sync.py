@@ -18,6 +18,7 @@ hundredth of the bytes to write. What the full weights cost here: README, "GRPO 
 from __future__ import annotations
 
 import atexit
+import itertools
 import shutil
 import sys
 import tempfile
@@ -27,8 +28,8 @@ from pathlib import Path
 
 from trl.generation.vllm_client import VLLMClient
 
-# Weights are copied and written in shards of this size, so the copy never holds more than one shard (a 7B model is
-# never in memory twice); vLLM loads every *.safetensors file of the folder.
+# Weights are written in shards of this size, so that safetensors' serialization (a copy) never holds more than one
+# shard (a 7B model is never in memory twice); vLLM loads every *.safetensors file of the folder.
 SHARD_BYTES = 1 << 30
 # A line on stderr at the first sync and every this many: the sync's cost, as figures.
 REPORT_EVERY = 10
@@ -38,7 +39,8 @@ class FolderSyncClient(VLLMClient):
     """TRL's VLLMClient, syncing through a folder (see the module's docstring) unless NCCL can run.
 
     sync_dir: the folder both sides see (None: a new one in /dev/shm, in memory, removed at exit -- for a server on
-    this machine). sync_seconds: (write, reload) seconds of each sync, for the figures."""
+    this machine). sync_seconds: (write, reload) seconds of each sync, for the figures (the time TRL's iterator takes to
+    gather and merge comes on top: TRL's sync_weights phase has the whole)."""
 
     sync_dir: str | None = None
 
@@ -59,12 +61,15 @@ class FolderSyncClient(VLLMClient):
     def update_named_params(self, metadata, named_params: Iterator) -> None:
         if getattr(self, "folder", None) is None:
             return super().update_named_params(metadata, named_params)
-        start = time.perf_counter()
         previous, self._syncs = self.folder / f"sync-{self._syncs}", self._syncs + 1
         shutil.rmtree(previous, ignore_errors=True)  # already loaded: keep one copy on disk
         target = self.folder / f"sync-{self._syncs}"
-        _write_shards(named_params, target)
-        written = time.perf_counter()
+        try:  # the tensors as they are (no copy), before TRL unmerges the adapter once its iterator ends
+            write = _write_shards(itertools.islice(named_params, len(metadata)), target)
+        finally:
+            for _ in named_params:
+                pass
+        reload = time.perf_counter()
         response = self.session.post(
             f"{self.base_url}/collective_rpc",
             json={"method": "reload_weights", "kwargs": {"weights_path": str(target)}},
@@ -75,11 +80,11 @@ class FolderSyncClient(VLLMClient):
                 f"({response.status_code}: {response.text[:300]}); it must see that folder: set grpo.vllm_sync_dir "
                 "to a folder both machines share"
             )
-        self.sync_seconds.append((written - start, time.perf_counter() - written))
+        self.sync_seconds.append((write, time.perf_counter() - reload))
         if self._syncs == 1 or self._syncs % REPORT_EVERY == 0:
             write, reload = (sum(t) / len(self.sync_seconds) for t in zip(*self.sync_seconds, strict=True))
-            print(f"grpo: weight sync {self._syncs}: {write + reload:.2f} s on average (write {write:.2f} s, "
-                  f"reload {reload:.2f} s)", file=sys.stderr)  # fmt: skip
+            print(f"grpo: weight sync {self._syncs}: write {write:.2f} s, reload {reload:.2f} s on average (TRL's "
+                  "gathering and adapter merge come on top, as in every mode)", file=sys.stderr)  # fmt: skip
 
     # TRL's weight_update() brackets a sync with these; the reload needs neither.
     def _start_weight_update(self) -> None:
@@ -100,22 +105,30 @@ def _sync_folder(sync_dir: str | None) -> Path:
     return folder
 
 
-def _write_shards(named_params: Iterator, target: Path) -> None:
-    """Copy every tensor out (TRL unmerges the adapter in place once its iterator ends) into <target>/*.safetensors."""
+def _write_shards(named_params: Iterator, target: Path) -> float:
+    """Every tensor into <target>/*.safetensors, a shard at a time; returns the seconds spent writing."""
     from safetensors.torch import save_file
 
     target.mkdir(parents=True)
     shard: dict = {}
     size = count = 0
+    seconds = 0.0
+
+    def save() -> None:
+        nonlocal count, seconds, shard, size
+        start, count = time.perf_counter(), count + 1
+        save_file(shard, str(target / f"model-{count:05d}.safetensors"))
+        seconds += time.perf_counter() - start
+        shard, size = {}, 0
+
     for name, tensor in named_params:
-        shard[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        shard[name] = tensor.detach().to("cpu").contiguous()
         size += shard[name].numel() * shard[name].element_size()
         if size >= SHARD_BYTES:
-            count += 1
-            save_file(shard, str(target / f"model-{count:05d}.safetensors"))
-            shard, size = {}, 0
+            save()
     if shard:
-        save_file(shard, str(target / f"model-{count + 1:05d}.safetensors"))
+        save()
+    return seconds
 
 
 def enable_folder_sync(sync_dir: str | None) -> None:
