@@ -51,7 +51,8 @@ def check_same_tokenizer(dataset, tokenizer, weight: float, rows: int = 4) -> No
     for index in range(min(rows, len(dataset))):
         row = dataset[index]
         ids = row["completion_ids"]
-        text = "".join(m["content"] for m in row["completion"])
+        completion = row["completion"]  # conversational ([{role, content}]) or plain text
+        text = completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
         if ids and max(ids) >= len(tokenizer):
             raise DataError(
                 f"sft.kd_weight={weight}: row {index} holds token id {max(ids)}, beyond the student's vocabulary of "
