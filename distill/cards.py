@@ -88,6 +88,38 @@ def _acceptance_table(groups: dict[str, dict], label: str) -> str:
     return _table((label, "samples", "correct", "acceptance"), rows)
 
 
+def logprob_section(cfg: Config, stats: dict) -> list[str]:
+    """What the top-k columns (generate.teacher_logprobs) hold, for a reader who trains on them; [] when off."""
+    info = stats.get("teacher_logprobs")
+    if not info:
+        return []
+    s, k, sizes = cfg.generate.sampling, info["k"], info["bytes_per_token"]
+    served = (
+        " (a server's: raw unless it was started with another --logprobs-mode)"
+        if cfg.generate.engine.kind == "openai"
+        else ""
+    )
+    return [
+        "## Teacher log-probs (offline distillation)",
+        f"The same teacher pass that wrote the completions kept, at every generated token, the teacher's k={k} most "
+        "likely next tokens and their log-probs, so the rows serve SFT, logit distillation, or both "
+        f"(`python -m distill.sft sft.dataset=<this folder> sft.kd_weight=1`) with no second teacher pass.\n\n"
+        "- `completion_ids` (list of int32): the assistant turn's token ids in the teacher's tokenizer, a prefilled "
+        "`<think>\\n` first; the student must share this tokenizer to train on them.\n"
+        f"- `topk_ids` (list of lists of int32, k={k} per token): at each completion token, the ids of the teacher's "
+        "k most likely tokens for that position, most likely first; `[]` for prefilled tokens the teacher did not "
+        "generate.\n"
+        "- `topk_logprobs` (list of lists of float16, k per token): their log-probs (natural log). They are **raw** "
+        f"log-probs{served} (vLLM `logprobs_mode=raw_logprobs`): the log-softmax of the teacher's logits at "
+        f"temperature 1, before the sampling's temperature {s.temperature} and top-p {s.top_p} -- the teacher's own "
+        "next-token distribution, not the processed one the completion was drawn from. The mass outside the top k "
+        "is 1 - sum(exp(topk_logprobs)).\n"
+        f"- Storage: {sizes['total']} bytes per generated token in the Parquet shards ({info['tokens']} tokens; "
+        + ", ".join(f"`{name}` {value}" for name, value in sizes.items() if name != "total")
+        + ").",
+    ]
+
+
 def render_card_body(cfg: Config, stats: dict, teacher: dict, command: str, image: str) -> str:
     gen = cfg.generate
     removed = stats["removed_by_filter"]
@@ -138,6 +170,7 @@ def render_card_body(cfg: Config, stats: dict, teacher: dict, command: str, imag
             f"Prompts removed: {json.dumps(deco['removed'])}.",
             "## Licenses of the prompt sources",
             "\n".join(f"- {k}: {v}" for k, v in source_licenses(cfg).items()),
+            *logprob_section(cfg, stats),
             "## Files",
             _table(("file", "rows", "sha256"), [(f["name"], f["rows"], f["sha256"]) for f in stats["files"]]),
         ]
@@ -181,7 +214,8 @@ def write_data_card(cfg: Config, stats: dict, lengths: list[int], out_dir: Path,
         dataset_info=dataset_info(out_dir, stats),
         task_categories=["text-generation"],
         size_categories=[size],
-        tags=["reasoning", "distillation", "rejection-sampling", "long-cot"],
+        tags=["reasoning", "distillation", "rejection-sampling", "long-cot"]
+        + (["logit-distillation"] if stats.get("teacher_logprobs") else []),
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
         source_datasets=list(cfg.generate.prompts.sets),
     )

@@ -94,6 +94,8 @@ def check_generate(cfg: Config) -> None:
     _verify("generate.verify", gen.verify)
     if s.n is None or s.max_tokens is None:
         raise ConfigError("keys 'generate.sampling.n' and 'generate.sampling.max_tokens' need a number")
+    if gen.teacher_logprobs is not None and gen.teacher_logprobs < 0:
+        raise ConfigError(f"key 'generate.teacher_logprobs' expects k >= 1 (or 0 for off), got {gen.teacher_logprobs}")
 
 
 def check_sft(cfg: Config) -> None:
@@ -110,6 +112,11 @@ def check_sft(cfg: Config) -> None:
     _at_least("sft.max_length", sft.max_length, 1)
     _at_least("sft.per_device_train_batch_size", sft.per_device_train_batch_size, 1)
     _at_least("sft.learning_rate", sft.learning_rate, 0, strict=True)
+    if not 0 <= sft.kd_weight <= 1:
+        raise ConfigError(f"key 'sft.kd_weight' expects 0 (cross-entropy only) to 1 (KD only), got {sft.kd_weight}")
+    if sft.kd_weight > 0 and sft.packing:
+        # TRL's packing keeps input_ids and labels only: the stored top-k would not follow the packed tokens.
+        raise ConfigError("sft.kd_weight > 0 needs sft.packing=false (sft.padding_free=true packs without cutting)")
 
 
 def check_grpo(cfg: Config) -> None:

@@ -142,6 +142,11 @@ class GenerateConfig:
     # Upload the dataset and its card to the hub (needs HF_TOKEN and network); hub_repo defaults to dataset_name.
     push_to_hub: bool = False
     hub_repo: str | None = None
+    # Keep the teacher's k most likely next tokens and their log-probs at every generated token (vLLM's logprobs=k;
+    # a vLLM server gives them as ids with return_tokens_as_token_ids), so that distill.sft can distil from the same
+    # pass (sft.kd_weight). The log-probs are raw: the model's own distribution at temperature 1, before the
+    # sampling's temperature and top-p. None or 0: off.
+    teacher_logprobs: int | None = None
 
 
 @dataclass
@@ -183,6 +188,11 @@ class SFTSection(TrainingFields):
     logging_steps: int = 1
     # Also write <output folder>/merged: the base model with the adapter merged in, loadable by vLLM.
     merge: bool = False
+    # Offline distillation from the teacher's stored top-k log-probs (generate.teacher_logprobs): the loss is
+    # (1 - kd_weight) * cross-entropy + kd_weight * KL(teacher || student) over the top-k tokens and the rest as one
+    # bucket (distill.training.offline_kd). 0: plain SFT; 1: KD only. Above 0 the student trains on the teacher's own
+    # token ids, so it must share the teacher's tokenizer.
+    kd_weight: float = 0.0
 
 
 @dataclass

@@ -68,14 +68,15 @@ def check_teacher(cfg: Config) -> None:
 
 
 def make_sampler(cfg: Config) -> Sampler:
-    """The teacher's sampler, as generate.engine says."""
+    """The teacher's sampler, as generate.engine says (keeping the top-k log-probs with generate.teacher_logprobs)."""
+    top_k = cfg.generate.teacher_logprobs or None
     if cfg.generate.engine.kind == "openai":
-        return make_engine_sampler(cfg.generate.engine, teacher_name(cfg), cfg.model, cfg.seed)
+        return make_engine_sampler(cfg.generate.engine, teacher_name(cfg), cfg.model, cfg.seed, top_k)
     from distill.models import resolve_for_inference
 
     # A LoRA adapter teacher (grpo.compare's RL-trained teacher) is merged onto its base once for the engine.
     path = resolve_for_inference(teacher_name(cfg), _teacher_revision(cfg), cfg.model.trust_remote_code)
-    return make_engine_sampler(cfg.generate.engine, path, cfg.model, cfg.seed)
+    return make_engine_sampler(cfg.generate.engine, path, cfg.model, cfg.seed, top_k)
 
 
 def _ignored_model_name(cfg: Config, argv: list[str]) -> None:

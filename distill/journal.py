@@ -40,6 +40,8 @@ def run_fingerprint(cfg: Config, prompts: list[dict]) -> dict:
         "revision": cfg.model.revision,
         "sampling": asdict(gen.sampling),  # its seed resolved (distill.recipes.resolve)
         "dtype": cfg.model.dtype if gen.engine.kind == "vllm" else None,  # a server's own precision is its own
+        # the stored top-k is part of each journaled sample: a rerun with another k would mix two kinds
+        "teacher_logprobs": gen.teacher_logprobs or None,
         "prompt_ids_crc32": zlib.crc32("\n".join(p["id"] for p in prompts).encode()),
     }
 

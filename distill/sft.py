@@ -45,6 +45,15 @@ def _last_metrics(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
+def _kd_note(weight: float) -> str:
+    if weight == 0:
+        return ""
+    return (
+        f"; offline KD: {1 - weight:g} x cross-entropy + {weight:g} x KL to the teacher's stored top-k (the rest of "
+        "the vocabulary as one bucket), on the teacher's own token ids"
+    )
+
+
 def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, command: str) -> None:
     """Save the adapter or model with its tokenizer, then (main process) the loss curve, merged model and card."""
     from distill.models import merge_adapter
@@ -72,7 +81,7 @@ def finish(cfg: Config, trainer, base: str, source, out: Path, seconds: float, c
             f"Rows longer than sft.max_length ({sft.max_length} tokens): {source.dropped_long} left out "
             f"(sft.long_rows={sft.long_rows})",
             "Loss on the assistant turn only (prompt/completion rows; the template check verified that the reasoning "
-            "and the EOS token are trained)",
+            "and the EOS token are trained)" + _kd_note(sft.kd_weight),
         ],
         "result_lines": [
             f"Optimizer steps: {trainer.state.global_step}, final loss: {last.get('loss')}, time: {seconds:.0f} s, "
@@ -105,7 +114,14 @@ def _sft(cfg: Config, argv: list[str]) -> int:
     write_effective_config(cfg, out)
     base, model, tokenizer, peft_config = load_student(cfg)
     sft = cfg.sft
-    if sft.long_rows == "drop" and sft.max_length is not None and not sft.packing:
+    if sft.kd_weight > 0:  # offline KD: the teacher's own ids with their stored top-k (distill.training.offline_kd)
+        from distill.training.examples import training_template
+        from distill.training.offline_kd import check_same_tokenizer, kd_rows
+
+        check_same_tokenizer(dataset, tokenizer, sft.kd_weight)
+        drop_above = sft.max_length if sft.long_rows == "drop" else None
+        dataset, source.dropped_long = kd_rows(dataset, tokenizer, training_template(cfg), sft.eos_token, drop_above)
+    elif sft.long_rows == "drop" and sft.max_length is not None and not sft.packing:
         from distill.training.examples import drop_long_rows, training_template
 
         dataset, source.dropped_long = drop_long_rows(dataset, tokenizer, sft.max_length, training_template(cfg))
@@ -123,8 +139,13 @@ def _sft(cfg: Config, argv: list[str]) -> int:
     from distill.training.callbacks import MetricsLog, fit, training_callbacks
     from distill.training.template_check import check_training_target
 
-    callbacks, stop = training_callbacks(sft, MetricsLog(out / "metrics.jsonl"))
+    kd = {"kd_weight": sft.kd_weight} if sft.kd_weight > 0 else {}
+    logged = {"kd_kl": "kd_kl", "ce": "ce"} if kd else None  # offline KD's terms, beside the loss
+    callbacks, stop = training_callbacks(sft, MetricsLog(out / "metrics.jsonl", logged))
+    if kd:
+        from distill.training.offline_kd import OfflineKDTrainer as SFTTrainer  # noqa: N814 -- with the KD term
     trainer = SFTTrainer(
+        **kd,
         model=model,
         args=args,
         train_dataset=dataset,

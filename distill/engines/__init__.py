@@ -11,9 +11,12 @@ if TYPE_CHECKING:
 ENGINES = ("vllm", "openai")
 
 
-def make_sampler(engine: EngineConfig, model: str, model_cfg: ModelConfig, seed: int) -> Sampler:
+def make_sampler(
+    engine: EngineConfig, model: str, model_cfg: ModelConfig, seed: int, logprobs: int | None = None
+) -> Sampler:
     """A sampler of `model` on `engine` (generate.engine, eval.engine): for vllm a resolved path or hub id; for
-    openai the served model's name (engine.served_model wins). dtype and trust_remote_code come from model_cfg."""
+    openai the served model's name (engine.served_model wins). dtype and trust_remote_code come from model_cfg.
+    logprobs: k, to keep the top-k log-probs of every generated token (generate.teacher_logprobs)."""
     if engine.kind == "openai":
         from distill.engines.openai_server import OpenAISampler
 
@@ -24,6 +27,7 @@ def make_sampler(engine: EngineConfig, model: str, model_cfg: ModelConfig, seed:
             concurrency=engine.concurrency,
             timeout=engine.request_timeout,
             max_retries=engine.max_retries,
+            logprobs=logprobs,
         )
     from distill.engines.vllm_offline import VLLMSampler
 
@@ -35,4 +39,5 @@ def make_sampler(engine: EngineConfig, model: str, model_cfg: ModelConfig, seed:
         max_model_len=engine.max_model_len,
         seed=seed,
         trust_remote_code=model_cfg.trust_remote_code,
+        logprobs=logprobs,
     )

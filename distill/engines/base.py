@@ -29,6 +29,13 @@ class Sample:
     text: str  # the completion as generated (with "<think>\n" put back in front when it was prefilled)
     num_tokens: int  # generated tokens
     finish_reason: str  # "stop" or "length" (truncated)
+    # With generate.teacher_logprobs=k: the completion's token ids (a prefilled "<think>\n" first), and for each of
+    # them the teacher's k most likely ids at that position, most likely first, with their raw log-probs (natural log,
+    # the model's distribution at temperature 1). A prefilled token, which the teacher did not generate, has [] for
+    # both. Log-probs are rounded to 4 decimals (float16 in the dataset keeps about 3 digits).
+    token_ids: list[int] | None = None
+    topk_ids: list[list[int]] | None = None
+    topk_logprobs: list[list[float]] | None = None
 
 
 class Sampler(Protocol):
@@ -55,6 +62,13 @@ def chunked_stream(
     for start in range(0, len(requests), in_flight):
         for offset, samples in enumerate(sampler.sample(requests[start : start + in_flight], params)):
             yield start + offset, samples
+
+
+def topk_entries(entries: list[tuple[int, float, int]], k: int) -> tuple[list[int], list[float]]:
+    """The k best (id, log-prob) of one position's (id, log-prob, rank) entries, most likely first: engines add the
+    sampled token to the top k when it is not among them."""
+    best = sorted(entries, key=lambda e: (e[2], -e[1]))[:k]
+    return [e[0] for e in best], [round(e[1], 4) for e in best]
 
 
 def user_prompt(problem: str, task: str) -> str:

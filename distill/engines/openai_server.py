@@ -26,7 +26,7 @@ from collections import Counter
 from urllib.parse import urlparse
 
 from distill.config import SamplingConfig
-from distill.engines.base import Request, Sample, chunked_stream
+from distill.engines.base import Request, Sample, chunked_stream, topk_entries
 
 log = logging.getLogger(__name__)
 BACKOFF_SECONDS = 0.5  # the first retry's wait; doubled each time, at most 8 s
@@ -48,6 +48,16 @@ def _retryable(error) -> bool:
     return error.status_code == 429 or error.status_code >= 500
 
 
+def _token_id(token: str, url: str) -> int:
+    """N from vLLM's "token_id:N"; a server that returns token strings cannot give the ids KD needs."""
+    if not token.startswith("token_id:"):
+        raise ValueError(
+            f"generate.teacher_logprobs needs token ids: {url} returned the token {token!r}; use a vLLM server "
+            "(it honours return_tokens_as_token_ids)"
+        )
+    return int(token.removeprefix("token_id:"))
+
+
 class FleetDown(ConnectionError):
     """No server of the fleet can be reached."""
 
@@ -61,12 +71,14 @@ class OpenAISampler:
         concurrency: int = 64,
         timeout: float = 1800.0,
         max_retries: int = 5,
+        logprobs: int | None = None,  # k: the top-k log-probs of every generated token, as ids (vLLM servers)
     ):
         if not urls:
             raise ValueError("engine.urls: give at least one server URL (e.g. http://localhost:8000/v1)")
         self.urls, self.model = list(urls), model
         self.api_key = os.environ.get(api_key_env) or "EMPTY"
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.logprobs = logprobs or None
         self.dispatched: Counter = Counter()  # url -> requests sent there (every try)
         self.failed_over = 0  # requests moved to another server after theirs could not be reached
 
@@ -128,8 +140,16 @@ class OpenAISampler:
                 await client.close()
         return [list(flat[k * params.n : (k + 1) * params.n]) for k in range(len(requests))]
 
+    def _logprob_args(self) -> dict:
+        if not self.logprobs:
+            return {}
+        # vLLM's server gives each token as "token_id:N" with return_tokens_as_token_ids (strings would not map back
+        # onto ids); its log-probs are raw unless the server was started with another --logprobs-mode.
+        return {"logprobs": True, "top_logprobs": self.logprobs, "extra_body": {"return_tokens_as_token_ids": True}}
+
     async def _complete(self, client, request: Request, params: SamplingConfig, seed: int) -> Sample:
         response = await client.chat.completions.create(
+            **self._logprob_args(),
             model=self.model,
             messages=request.messages,
             n=1,
@@ -146,7 +166,23 @@ class OpenAISampler:
         if reasoning:
             text = f"<think>\n{reasoning}\n</think>\n{text}"
         tokens = response.usage.completion_tokens if response.usage else len(text.split())
-        return Sample(text, tokens, choice.finish_reason or "stop")
+        if not self.logprobs:
+            return Sample(text, tokens, choice.finish_reason or "stop")
+        return Sample(text, tokens, choice.finish_reason or "stop", *self._topk(choice))
+
+    def _topk(self, choice) -> tuple[list[int], list[list[int]], list[list[float]]]:
+        """(token ids, top-k ids, top-k log-probs) of a choice asked with _logprob_args."""
+        content = choice.logprobs.content if choice.logprobs is not None else None
+        if not content:
+            raise ValueError(f"generate.teacher_logprobs: {self.urls[0]} returned no log-probs for {self.model}")
+        ids, top_ids, top_lps = [], [], []
+        for position in content:
+            ids.append(_token_id(position.token, self.urls[0]))
+            entries = [(_token_id(t.token, self.urls[0]), t.logprob, r) for r, t in enumerate(position.top_logprobs)]
+            best = topk_entries(entries, self.logprobs)
+            top_ids.append(best[0])
+            top_lps.append(best[1])
+        return ids, top_ids, top_lps
 
     def stream(self, requests: list[Request], params: SamplingConfig, in_flight: int):
         return chunked_stream(self, requests, params, in_flight)

@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterator
 
 from distill.config import SamplingConfig
-from distill.engines.base import Request, Sample
+from distill.engines.base import Request, Sample, topk_entries
+
+PREFILL = "<think>\n"
 
 
 def cuda_available() -> bool:
@@ -42,6 +44,7 @@ class VLLMSampler:
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         seed: int = 0,
+        logprobs: int | None = None,  # k: keep the top-k raw log-probs at every generated token (Sample.topk_*)
         **engine_kwargs,
     ):
         # vLLM logs every engine step at INFO; keep the terminal for the progress bar unless the user asks for more.
@@ -54,6 +57,12 @@ class VLLMSampler:
             # one on CPU (no compilation) and needs no triton.
             engine_kwargs.setdefault("max_num_batched_tokens", 65536)
             engine_kwargs.setdefault("enforce_eager", True)
+        self.logprobs = logprobs or None
+        if self.logprobs:
+            # raw_logprobs (vLLM's default, stated so it cannot change under us): log-softmax of the model's logits
+            # before temperature and top-p -- the teacher's own distribution, not the one the sample was drawn from.
+            engine_kwargs.setdefault("logprobs_mode", "raw_logprobs")
+            engine_kwargs.setdefault("max_logprobs", max(20, self.logprobs))  # vLLM refuses k above it (default 20)
         from vllm import LLM
 
         self.model = model
@@ -71,7 +80,7 @@ class VLLMSampler:
 
     def render(self, messages: list[dict], prefill_think: bool) -> str:
         prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return prompt + ("<think>\n" if prefill_think else "")
+        return prompt + (PREFILL if prefill_think else "")
 
     def _params(self, request: Request, params: SamplingConfig):
         from vllm import SamplingParams
@@ -85,12 +94,30 @@ class VLLMSampler:
             seed=request.seed,
             stop=params.stop or None,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            logprobs=self.logprobs,
         )
 
-    @staticmethod
-    def _samples(output, params: SamplingConfig) -> list[Sample]:
-        prefix = "<think>\n" if params.prefill_think else ""
-        return [Sample(prefix + c.text, len(c.token_ids), c.finish_reason or "stop") for c in output.outputs]
+    def _samples(self, output, params: SamplingConfig) -> list[Sample]:
+        prefix = PREFILL if params.prefill_think else ""
+        return [self._sample(completion, prefix) for completion in output.outputs]
+
+    def _sample(self, completion, prefix: str) -> Sample:
+        text, finish = prefix + completion.text, completion.finish_reason or "stop"
+        if not self.logprobs:
+            return Sample(text, len(completion.token_ids), finish)
+        k = self.logprobs
+        tops = [topk_entries([(i, lp.logprob, lp.rank) for i, lp in pos.items()], k) for pos in completion.logprobs]
+        # A prefilled "<think>\n" is part of the completion the student trains on, but the teacher did not generate
+        # it: its tokens carry no top-k (trained by cross-entropy, distill.training.offline_kd).
+        head = self.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
+        return Sample(
+            text,
+            len(completion.token_ids),
+            finish,
+            token_ids=head + list(completion.token_ids),
+            topk_ids=[[] for _ in head] + [ids for ids, _ in tops],
+            topk_logprobs=[[] for _ in head] + [lps for _, lps in tops],
+        )
 
     def sample(self, requests: list[Request], params: SamplingConfig) -> list[list[Sample]]:
         prompts = [self.render(r.messages, params.prefill_think) + r.prefix for r in requests]

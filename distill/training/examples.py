@@ -170,12 +170,19 @@ def load_sft_dataset(cfg: Config):
         dataset = dataset.select(range(min(cfg.sft.limit, len(dataset))))
     if len(dataset) == 0:
         raise DataError(f"dataset {name} has no rows")
+    keep = []  # sft.kd_weight > 0: the teacher's ids and top-k travel with each row (distill.training.offline_kd)
+    if cfg.sft.kd_weight > 0:
+        from distill.training.offline_kd import KD_COLUMNS, check_kd_columns
+
+        check_kd_columns(columns, name, cfg.sft.kd_weight)
+        keep = list(KD_COLUMNS)
     if "messages" in columns:
         for index, messages in enumerate(dataset["messages"]):
             check_messages(messages, _row_place(name, kind, index))
-        dataset = dataset.map(split_last_assistant, remove_columns=columns, desc="prompt/completion")
+        dropped = [c for c in columns if c not in keep]
+        dataset = dataset.map(split_last_assistant, remove_columns=dropped, desc="prompt/completion")
     elif {"prompt", "completion"} <= set(columns):
-        dataset = dataset.select_columns(["prompt", "completion"])
+        dataset = dataset.select_columns(["prompt", "completion", *keep])
     else:
         raise DataError(f"dataset {name} needs a `messages` column (or prompt/completion); it has {columns}")
     return dataset, DatasetSource(name=name, kind=kind, data_card=card, rows=len(dataset))

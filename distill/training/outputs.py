@@ -18,7 +18,8 @@ SETTINGS_FILE = "resume_settings.json"  # what the run's checkpoints were traine
 # Settings a resumed run must share with the run that wrote the checkpoint (a LoRA checkpoint cannot resume full
 # fine-tuning, another dataset would silently change what the skipped steps saw). Steps, epochs and saving may change.
 RESUME_KEYS = {
-    "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_train_batch_size"),
+    "sft": ("method", "dataset", "init_from", "max_length", "packing", "lora", "quant", "per_device_train_batch_size",
+            "kd_weight"),
     "grpo": ("method", "target", "init_from", "template", "prompts", "num_generations", "max_completion_length",
              "loss_type", "lora", "quant", "per_device_train_batch_size", "dynamic_sampling"),
     "kd": ("method", "teacher", "init_from", "template", "prompts", "beta", "max_completion_length", "lora", "quant",

@@ -64,6 +64,28 @@ def test_served_samples_equal_the_offline_engines_for_the_same_seeds(fleet, tiny
     assert all(s.num_tokens > 0 for g in served for s in g)
 
 
+def test_served_top_k_are_token_ids_with_the_models_own_logprobs(fleet, tiny_llama):
+    """generate.teacher_logprobs through a server: ids (return_tokens_as_token_ids), and at each generated token the
+    model's k most likely tokens with the log-probs a transformers forward pass gives them (raw, temperature 1)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    [[sample]] = OpenAISampler(fleet.urls, "tiny", logprobs=5).sample(_requests(1), PARAMS)
+    assert len(sample.token_ids) == len(sample.topk_ids) == len(sample.topk_logprobs) > 0
+    assert all(len(top) == 5 for top in sample.topk_ids)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    assert tokenizer.decode(sample.token_ids, skip_special_tokens=True) == sample.text
+    text = tokenizer.apply_chat_template(_requests(1)[0].messages, tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + sample.token_ids])).logits[0, len(prompt) - 1 : -1]
+    forward = torch.log_softmax(logits, -1)
+    ids, stored = torch.tensor(sample.topk_ids), torch.tensor(sample.topk_logprobs)
+    assert torch.allclose(stored, forward.gather(-1, ids), atol=1e-3)  # rounded to 4 decimals
+    assert torch.all(forward.scatter(-1, ids, float("-inf")).max(-1).values <= stored[:, -1] + 1e-3)  # the top k
+
+
 def test_two_servers_share_the_load(fleet):
     sampler = OpenAISampler(fleet.urls, "tiny", concurrency=2)
     results = sampler.sample(_requests(12), SamplingConfig(n=2, temperature=0.7, max_tokens=16))
