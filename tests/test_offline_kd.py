@@ -11,6 +11,7 @@ import pytest
 import torch
 from fakes import FakeSampler
 from stderr import after_first_line
+from test_kd import _nudged, _sharp_tiny
 
 from distill import sft
 from distill.engines.base import Sample
@@ -22,42 +23,9 @@ K = 10  # top-k kept per token in these tests
 ABS_TOL, REL_TOL = 1e-3, 2.0**-11
 
 
-def _sharp_tiny(folder: Path, like: Path, seed: int) -> Path:
-    """A 2-layer random Llama (tiny_llama's shape) with its output embedding scaled up, so that its next-token
-    distribution is far from uniform (tests/test_kd.py's student)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(like))
-    with torch.no_grad():
-        model.lm_head.weight.mul_(8.0)  # tied: the input embedding too
-    tokenizer = AutoTokenizer.from_pretrained(like)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def _nudged(student: Path, folder: Path, scale: float) -> Path:
-    """The student with a random rank-8 change merged into every linear layer: a teacher the student's own LoRA (r=8)
-    can reach, so that how close each loss brings the student is a matter of the loss only."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(3)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(student), LoraConfig(r=8, target_modules="all-linear"))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, scale)
-    model.merge_and_unload().save_pretrained(folder)
-    AutoTokenizer.from_pretrained(student).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_llama) -> tuple[Path, Path]:
-    student = _sharp_tiny(tmp_path_factory.mktemp("kd-student"), tiny_llama, seed=2)
+def models(tmp_path_factory, tiny_llama, real_tokenizer) -> tuple[Path, Path]:
+    student = _sharp_tiny(tmp_path_factory.mktemp("kd-student"), tiny_llama, real_tokenizer, seed=2)
     return student, _nudged(student, tmp_path_factory.mktemp("kd-teacher"), scale=0.3)
 
 

@@ -381,7 +381,9 @@ def test_help_lists_the_sft_keys(capsys):
     text = capsys.readouterr().out
     keys = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and "=" in line.split()[0]]
     assert "sft.method='lora'" in keys and any(k.startswith("sft.lora.r=") for k in keys)
-    assert not any(k.startswith("generate.") for k in keys)  # another stage's keys are not listed (meanings may name them)
+    assert not any(
+        k.startswith("generate.") for k in keys
+    )  # another stage's keys are not listed (meanings may name them)
 
 
 def test_every_recipe_sft_section_builds_its_peft_config():

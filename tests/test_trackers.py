@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import grpo_argv
 
 from distill import trackers
 from distill.errors import ConfigError
@@ -118,25 +119,7 @@ def test_trl_config_carries_report_to_run_name_and_project(tmp_path, stage):
 
 
 def _grpo_argv(model: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"model.name={model}",
-        f"output_dir={out}",
-        "grpo.run_name=tiny",
-        "grpo.template=r1",
-        "grpo.prompts.synthetic_levels=[1]",
-        "grpo.prompts.synthetic_per_level=8",
-        "grpo.num_generations=4",
-        "grpo.per_device_train_batch_size=4",
-        "grpo.gradient_accumulation_steps=1",
-        "grpo.max_completion_length=8",
-        "grpo.overlong_cache=4",
-        "grpo.lora.r=4",
-        "grpo.verify.workers=1",
-        "grpo.use_vllm=false",
-        "grpo.max_steps=2",
-        "grpo.save_steps=100",
-        *extra,
-    ]
+    return grpo_argv(model, out, "grpo.max_steps=2", "grpo.save_steps=100", *extra)
 
 
 @pytest.mark.slow

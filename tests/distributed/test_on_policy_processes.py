@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from launch import ranks, run
+from tiny_runs import grpo_argv
 
 pytestmark = pytest.mark.slow
 
@@ -20,27 +21,14 @@ def _metrics(out: Path) -> list[dict]:
 
 def test_grpo_on_two_processes_scores_each_completion_once_and_keeps_the_ranks_equal(tiny_llama, tmp_path):
     steps, per_device, generations = 3, 4, 4
-    argv = [
-        f"model.name={tiny_llama}",
-        f"output_dir={tmp_path / 'out'}",
-        "grpo.run_name=tiny",
-        "grpo.template=r1",
-        "grpo.prompts.synthetic_levels=[1]",
-        "grpo.prompts.synthetic_per_level=8",
+    argv = grpo_argv(
+        tiny_llama,
+        tmp_path / "out",
         f"grpo.num_generations={generations}",
         f"grpo.per_device_train_batch_size={per_device}",
-        "grpo.gradient_accumulation_steps=1",
-        "grpo.max_completion_length=8",
-        "grpo.overlong_cache=4",
-        "grpo.learning_rate=0.05",
-        "grpo.beta=0.01",
-        "grpo.lora.r=4",
-        "grpo.lora.dropout=0",
-        "grpo.verify.workers=1",
-        "grpo.use_vllm=false",
         f"grpo.max_steps={steps}",
         "grpo.save_steps=100",
-    ]
+    )
     err = run("grpo.train", argv, tmp_path / "probes")
     seen = ranks(tmp_path / "probes")
     assert [r["step"] for r in seen] == [steps, steps]

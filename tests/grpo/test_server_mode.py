@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from reward_doubles import add_chars_reward
+from tiny_runs import grpo_argv
 
 from distill.engines.serve import Fleet, _server_env, server_command
 from distill.recipes import load_config
@@ -30,24 +31,10 @@ def _free_port() -> int:
 
 
 def _argv(model: Path, out: Path, url: str, sync_dir: Path) -> list[str]:
-    return [
-        f"model.name={model}",
+    return grpo_argv(
+        model,
+        out,
         "model.dtype=float32",
-        f"output_dir={out}",
-        "grpo.run_name=tiny",
-        "grpo.template=r1",
-        "grpo.prompts.synthetic_levels=[1]",
-        "grpo.prompts.synthetic_per_level=8",
-        "grpo.num_generations=4",
-        "grpo.per_device_train_batch_size=4",
-        "grpo.gradient_accumulation_steps=1",
-        "grpo.max_completion_length=8",
-        "grpo.overlong_cache=4",
-        "grpo.learning_rate=0.05",
-        "grpo.beta=0.01",
-        "grpo.lora.r=4",
-        "grpo.lora.dropout=0",
-        "grpo.verify.workers=1",
         "grpo.max_steps=3",
         "grpo.save_steps=1",
         "grpo.use_vllm=true",
@@ -56,7 +43,7 @@ def _argv(model: Path, out: Path, url: str, sync_dir: Path) -> list[str]:
         f"grpo.vllm_sync_dir={sync_dir}",
         # The correction's extra forward pass gives the trainer's log-probs beside the server's (sampling_logp_diff).
         "grpo.vllm_importance_sampling_correction=true",
-    ]
+    )
 
 
 def _served_logprobs(url: str) -> list[float]:

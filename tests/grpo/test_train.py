@@ -13,6 +13,7 @@ import pytest
 from cards import assert_hub_model_card
 from processes import wait_for
 from reward_doubles import add_chars_reward
+from tiny_runs import grpo_argv
 
 from distill.errors import ConfigError
 from distill.recipes import load_config
@@ -53,28 +54,7 @@ def parameter_snapshots(monkeypatch):
 
 
 def _argv(model: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"model.name={model}",
-        f"output_dir={out}",
-        "grpo.run_name=tiny",
-        "grpo.template=r1",
-        "grpo.prompts.synthetic_levels=[1]",
-        "grpo.prompts.synthetic_per_level=8",
-        "grpo.num_generations=4",
-        "grpo.per_device_train_batch_size=4",
-        "grpo.gradient_accumulation_steps=1",
-        "grpo.max_completion_length=8",
-        "grpo.reward_weights.overlong=0.5",
-        "grpo.overlong_cache=4",
-        "grpo.learning_rate=0.05",
-        "grpo.beta=0.01",
-        "grpo.lora.r=4",
-        "grpo.lora.dropout=0",
-        "grpo.verify.workers=1",
-        "grpo.monitor_window=2",
-        "grpo.use_vllm=false",
-        *extra,
-    ]
+    return grpo_argv(model, out, "grpo.reward_weights.overlong=0.5", "grpo.monitor_window=2", *extra)
 
 
 def _metrics(run: Path) -> list[dict]:
