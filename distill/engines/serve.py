@@ -79,7 +79,9 @@ def _cuda() -> bool:
 
 
 def _server_env(spec: ServerSpec) -> dict[str, str]:
-    env = dict(os.environ)
+    # Not the logging setup of the process that starts the servers (distill.cli points vLLM's logging at that stage's
+    # own log file; its dictConfig would also silence uvicorn's access log): a server logs to its own file.
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING")}
     if spec.api_key:  # through the environment, so the key is not in the process list
         env["VLLM_API_KEY"] = spec.api_key
     if not _cuda():

@@ -101,10 +101,13 @@ def _trl_rewards_per_func(funcs, completions, answers):
     """TRL 1.16's own GRPOTrainer._calculate_rewards (None -> NaN) on our reward functions, without a trainer."""
     from types import SimpleNamespace
 
-    from accelerate import PartialState
+    from accelerate.state import AcceleratorState, PartialState
     from trl import GRPOTrainer
 
-    PartialState()  # one CPU process: TRL's gather and its accelerate logger need the state
+    # One CPU process: TRL's gather and its accelerate logger need the state. Made anew: accelerate keeps it per
+    # process, and an earlier test's trainer (vLLM colocated sets RANK and WORLD_SIZE) may have left a distributed one.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState()
     fake = SimpleNamespace(
         accelerator=SimpleNamespace(device="cpu", is_main_process=True),
         args=SimpleNamespace(report_to=[]),
