@@ -99,7 +99,7 @@ def build_trainer(cfg: Config, dataset, out: Path):
     from trl import DistillationTrainer
 
     from distill.training.callbacks import MetricsLog, training_callbacks
-    from distill.training.trainee import cuda, load_trainee
+    from distill.training.trainee import cuda, load_trainee, trainee_reference
     from distill.training.trl_args import kd_args, use_vllm
 
     vllm = use_vllm(cfg.kd)
@@ -121,7 +121,8 @@ def build_trainer(cfg: Config, dataset, out: Path):
         check_vocabularies(model, teacher)
     tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
     metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
-    callbacks, stop = training_callbacks(cfg.kd, metrics, spending(cfg, metrics, base, teacher))
+    spent = spending(cfg, metrics, base, teacher)
+    callbacks, stop = training_callbacks(cfg.kd, metrics, spent, trainee_reference(cfg, cfg.kd.init_from))
     trainer = trainer_class(
         model=model,
         **teacher_kwargs,

@@ -138,10 +138,13 @@ def _sft(cfg: Config, argv: list[str]) -> int:
 
     from distill.training.callbacks import MetricsLog, fit, training_callbacks
     from distill.training.template_check import check_training_target
+    from distill.training.trainee import trainee_reference
 
     kd = {"kd_weight": sft.kd_weight} if sft.kd_weight > 0 else {}
     logged = {"kd_kl": "kd_kl", "ce": "ce"} if kd else None  # offline KD's terms, beside the loss
-    callbacks, stop = training_callbacks(sft, MetricsLog(out / "metrics.jsonl", logged))
+    callbacks, stop = training_callbacks(
+        sft, MetricsLog(out / "metrics.jsonl", logged), base=trainee_reference(cfg, sft.init_from)
+    )
     if kd:
         from distill.training.offline_kd import OfflineKDTrainer as SFTTrainer  # noqa: N814 -- with the KD term
     trainer = SFTTrainer(

@@ -66,6 +66,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
     from trl import GRPOTrainer
 
     from distill.training.callbacks import fit, training_callbacks
+    from distill.training.trainee import trainee_reference
     from distill.training.trl_args import grpo_args, use_vllm
     from distill.verifiers.pool import VerifierPool
     from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
@@ -108,7 +109,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
         def spent() -> float:
             return grpo_compute(monitor.history, params(), per_step).flops
 
-        callbacks, stop = training_callbacks(g, monitor, spent)
+        callbacks, stop = training_callbacks(g, monitor, spent, trainee_reference(cfg, g.init_from))
         dynamic = {"max_rounds": g.dynamic_sampling_max_rounds} if g.dynamic_sampling else {}
         trainer = (DynamicSamplingGRPOTrainer if dynamic else GRPOTrainer)(
             model=model,

@@ -76,7 +76,7 @@ def made_here(tmp_path_factory, tiny_llama):
         teacher.model = str(snapshot)
         patch.setattr(generate, "make_sampler", lambda cfg: teacher)
         assert generate.main(_generate_argv(here)) == 0
-        assert sft.main(_sft_argv(here, REPO, "sft.merge=true")) == 0
+        assert sft.main(_sft_argv(here, REPO, "sft.merge=true", "sft.save_steps=1")) == 0
     shutil.move(here / "hub", here / "hub-moved-away")
     return here
 
@@ -86,6 +86,7 @@ def _load_elsewhere(tmp_path: Path, outputs: Path, model: Path) -> dict:
     snapshot (as a download would leave it), offline; the base comes from nowhere but the id the files name."""
     there = tmp_path / "there"
     shutil.copytree(outputs / "sft" / "run", there / "adapter")
+    shutil.copytree(outputs / "sft" / "run" / "checkpoint-1", there / "checkpoint")
     shutil.copytree(outputs / "datasets" / "demo", there / "dataset")
     hub_cache(tmp_path / "other-hub", model)
     script = """
@@ -97,8 +98,10 @@ adapted = AutoPeftModelForCausalLM.from_pretrained("adapter")
 merged = AutoModelForCausalLM.from_pretrained("adapter/merged")
 rows = load_dataset("dataset", split="train")
 config = adapted.peft_config["default"]
+checkpoint = AutoPeftModelForCausalLM.from_pretrained("checkpoint")
 print(json.dumps({"base": config.base_model_name_or_path, "revision": config.revision,
-                  "loaded_from": adapted.base_model.model.name_or_path, "merged_type": merged.config.model_type,
+                  "loaded_from": adapted.base_model.model.name_or_path,
+                  "checkpoint_from": checkpoint.base_model.model.name_or_path, "merged_type": merged.config.model_type,
                   "rows": len(rows), "teachers": sorted(set(rows["teacher"]))}))
 """
     env = {
@@ -121,13 +124,15 @@ def test_an_adapter_a_merged_model_and_a_dataset_load_elsewhere_by_the_hub_id(ma
     loaded = _load_elsewhere(tmp_path, outputs, tiny_llama)
     assert (loaded["base"], loaded["revision"]) == (REPO, COMMIT)
     assert loaded["loaded_from"] == REPO, loaded  # by the id, from the only cache it has: the other machine's
+    assert loaded["checkpoint_from"] == REPO, loaded  # a checkpoint too (what a budget sweep evaluates)
     assert loaded["rows"] > 0 and loaded["teachers"] == [REPO]
     run = outputs / "sft" / "run"
     for folder in (run, run / "merged"):
         card = ModelCard.load(folder / "README.md")
         assert card.data.base_model == REPO and f"`{REPO}` at revision `{COMMIT}`" in card.text
     # No path of this machine's caches where another machine reads a model's name.
-    for text in ((run / "adapter_config.json").read_text(), (run / "merged" / "config.json").read_text()):
+    for config in (run / "adapter_config.json", run / "checkpoint-1" / "adapter_config.json", run / "merged/config.json"):
+        text = config.read_text()
         assert str(made_here / "hub") not in text and str(tiny_llama) not in text
     teacher = DatasetCard.load(outputs / "datasets" / "demo" / "README.md").text
     assert f'"id": "{REPO}", "revision": "{COMMIT}"' in teacher

@@ -101,13 +101,33 @@ class SaveOnSignal(TrainerCallback):
             control.should_training_stop = True
 
 
-def training_callbacks(section, metrics: TrainerCallback, spent: Callable[[], float] | None = None):
+class NameBaseInCheckpoints(TrainerCallback):
+    """Each checkpoint's adapter_config.json names the base as another machine resolves it (a hub id and commit, a
+    built-in name), as the final adapter's does: PEFT writes the local cache folder the weights came from, and a
+    checkpoint is what a budget sweep evaluates and what a user may push or copy."""
+
+    def __init__(self, base: tuple[str, str | None]) -> None:
+        self.base = base
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from distill.training.outputs import record_base
+
+            record_base(Path(args.output_dir) / f"checkpoint-{state.global_step}", *self.base)
+
+
+def training_callbacks(
+    section, metrics: TrainerCallback, spent: Callable[[], float] | None = None, base: tuple | None = None
+):
     """(callbacks, stop): the one callback set of sft, grpo and kd. `metrics` first (the FLOP callbacks read its
     history through `spent`, the run's estimated FLOPs so far); then the checkpoint on SIGTERM (`stop`, which `fit`
-    arms), the saves at `section.save_fractions`, and the stop at `section.max_flops` where the section has a budget."""
+    arms), the saves at `section.save_fractions`, the stop at `section.max_flops` where the section has a budget, and
+    the base's name in each checkpoint (`base`: distill.training.trainee.trainee_reference's (id, revision))."""
     budget = getattr(section, "max_flops", None)
     stop = SaveOnSignal()
     callbacks = [metrics, stop, SaveAtFractions(section.save_fractions, spent, budget)]
+    if base is not None:
+        callbacks.append(NameBaseInCheckpoints(base))
     if budget is not None:
         callbacks.append(FlopBudget(spent, budget))
     return callbacks, stop
