@@ -131,7 +131,11 @@ def test_an_adapter_a_merged_model_and_a_dataset_load_elsewhere_by_the_hub_id(ma
         card = ModelCard.load(folder / "README.md")
         assert card.data.base_model == REPO and f"`{REPO}` at revision `{COMMIT}`" in card.text
     # No path of this machine's caches where another machine reads a model's name.
-    for config in (run / "adapter_config.json", run / "checkpoint-1" / "adapter_config.json", run / "merged/config.json"):
+    for config in (
+        run / "adapter_config.json",
+        run / "checkpoint-1" / "adapter_config.json",
+        run / "merged/config.json",
+    ):
         text = config.read_text()
         assert str(made_here / "hub") not in text and str(tiny_llama) not in text
     teacher = DatasetCard.load(outputs / "datasets" / "demo" / "README.md").text
