@@ -12,7 +12,9 @@
 Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
 A step's time (TRL's `step_time`) covers generation, rewards, reference and policy passes and the optimizer step;
 the first step of each side is left out of the medians (warm-up), and start-up time is reported apart.
-Target: ours >= 3x faster per step. Run it alone: timings need both cores.
+GFLOP/s counts a step as distill.compute does (2 x N per generated token, 6 x N per trained token; the log-prob
+passes come on top, uncounted) over its time, printed as a share of the machine's better matmul rate measured in the
+same run (benchmarks.machine). Target: ours >= 3x faster per step. Run it alone: timings need both cores.
 """
 
 from __future__ import annotations
@@ -131,10 +133,15 @@ def run_child(side: str, argv: list[str], out: Path) -> tuple[float, list[dict]]
     return wall, [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
 
 
-def summary(wall: float, rows: list[dict], out: Path) -> dict:
+def summary(wall: float, rows: list[dict], out: Path, params: int, per_step: int) -> dict:
+    from distill.compute import grpo_compute
+
     steady = rows[1:] or rows
     phases = json.loads((out / "phases.json").read_text()) if (out / "phases.json").is_file() else {}
+    # TRL's num_tokens is cumulative: the steady steps' own tokens are the last value less the first step's.
+    trained = [{**r, "num_tokens": r["num_tokens"] - rows[0]["num_tokens"]} for r in steady] if rows[1:] else steady
     return {
+        "gflops": grpo_compute(trained, params, per_step).flops / sum(r["step_time"] for r in steady) / 1e9,
         "phases_s_per_step": {k: round(v / len(rows), 1) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])},
         "steps": len(rows),
         "s_per_step": statistics.median(r["step_time"] for r in steady),
@@ -145,15 +152,21 @@ def summary(wall: float, rows: list[dict], out: Path) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    from benchmarks.machine import host_line, peak_gflops
+    from distill.compute import parameter_count
     from distill.recipes import load_config
+    from grpo.policy import policy_path
 
     argv = [*DEFAULTS, *argv]
     cfg = load_config(argv)
+    g = cfg.grpo
+    params, per_step = parameter_count(policy_path(cfg)), g.per_device_train_batch_size * g.gradient_accumulation_steps
+    peak = peak_gflops()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side in ("baseline", "ours"):
-            results[side] = summary(*run_child(side, argv, Path(tmp) / side), Path(tmp) / side)
-    g = cfg.grpo
+            results[side] = summary(*run_child(side, argv, Path(tmp) / side), Path(tmp) / side, params, per_step)
+    print(host_line(peak[1]))
     print(
         f"model {cfg.model.name}, G={g.num_generations}, {g.per_device_train_batch_size} completions/step, "
         f"max_completion_length={g.max_completion_length}, {results['ours']['steps']} steps each (first left out)"
@@ -162,7 +175,8 @@ def main(argv: list[str]) -> None:
     for side, r in results.items():
         print(
             f"{names[side]:40s} {r['s_per_step']:6.1f} s/step  {r['tokens_per_s']:6.1f} generated tokens/s  "
-            f"(mean length {r['mean_length']:.0f} tokens; start-up {r['startup_s']:.0f} s)"
+            f"(mean length {r['mean_length']:.0f} tokens; start-up {r['startup_s']:.0f} s)  "
+            f"{r['gflops']:.1f} GFLOP/s, {r['gflops'] / peak[0]:.1%} of peak"
         )
         print(f"{'':40s} per step, by phase (s): {r['phases_s_per_step']}")
     speedup = results["baseline"]["s_per_step"] / results["ours"]["s_per_step"]

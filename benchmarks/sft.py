@@ -15,6 +15,8 @@ Parquet dataset in distill.generate's format (reasoning traces of varied length,
   padded         = the same with sft.padding_free=false, to show that lever alone
   + bf16         = the same with model.dtype=bfloat16 (bf16 weights and autocast), to show the precision lever here
 tokens/s = TRL's non-padding token count over `trainer.train()`'s runtime (the same span in every variant);
+GFLOP/s = 6 x parameters x tokens/s (the usual training count; LoRA skips the frozen weights' gradients, so the true
+figure is nearer 4 x N) and its share of the machine's better matmul rate, measured in the same run (benchmarks.machine);
 tokens/CPU-s divides by the process's CPU time over that span instead, which holds up when other processes share
 the cores. The end-to-end seconds add loading, data preparation, the template check and saving. Target: distill.sft
 >= 2x the baseline. Run it alone: timings need both cores (--rounds N alternates the variants N times, keeps the
@@ -196,6 +198,10 @@ def main() -> None:
     if args.child:
         child(args.child, model, Path(args.data), args.steps)
         return
+    from benchmarks.machine import peak_gflops
+    from distill.compute import parameter_count
+
+    peak = peak_gflops()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(Path(tmp) / "bench", args.rows)
@@ -210,20 +216,25 @@ def main() -> None:
                 best = results.get(variant)
                 if best is None or result["tokens"] / result["seconds"] > best["tokens"] / best["seconds"]:
                     results[variant] = result
-    report(results, args)
+    report(results, args, parameter_count(model), peak)
 
 
-def report(results: dict[str, dict], args: argparse.Namespace) -> None:
+def report(results: dict[str, dict], args: argparse.Namespace, params: int, peak: tuple[float, str]) -> None:
     """The table, and each variant's ratio to the baseline in wall-clock and in CPU-time tokens/s (the latter holds
-    up when other processes share the cores)."""
-    print(f"model {args.model}, {args.rows} rows, {args.steps} steps, LoRA r={HYPER['r']}, batch {HYPER['batch']}")
+    up when other processes share the cores), and its achieved FLOP/s as a share of the machine's peak."""
+    from benchmarks.machine import host_line
+
+    print(host_line(peak[1]))
+    print(f"model {args.model} ({params / 1e6:.0f}M parameters), {args.rows} rows, {args.steps} steps, LoRA "
+          f"r={HYPER['r']}, batch {HYPER['batch']}")  # fmt: skip
     header = f"{'variant':28s} {'tokens':>7s} {'train s':>8s} {'tokens/s':>9s} {'CPU s':>7s} {'tokens/CPU-s':>13s}"
-    print(header + f" {'end-to-end s':>13s} {'peak RSS MB':>12s}")
+    print(header + f" {'end-to-end s':>13s} {'peak RSS MB':>12s} {'GFLOP/s':>8s} {'of peak':>8s}")
     for variant, r in results.items():
+        gflops = 6 * params * r["tokens"] / r["seconds"] / 1e9
         print(
             f"{variant:28s} {r['tokens']:7.0f} {r['seconds']:8.1f} {r['tokens'] / r['seconds']:9.1f} "
             f"{r['cpu_seconds']:7.1f} {r['tokens'] / r['cpu_seconds']:13.1f} {r['end_to_end']:13.1f} "
-            f"{r['peak_rss_mb']:12.0f}"
+            f"{r['peak_rss_mb']:12.0f} {gflops:8.1f} {gflops / peak[0]:8.1%}"
         )
     base = results["baseline (TRL defaults)"]
     for variant, r in list(results.items())[1:]:
@@ -231,6 +242,10 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> None:
         cpu = (r["tokens"] / r["cpu_seconds"]) / (base["tokens"] / base["cpu_seconds"])
         target = "  (target >= 2x)" if variant == "distill.sft" else ""
         print(f"ratio {variant} / baseline: tokens/s {wall:.2f}x, tokens/CPU-s {cpu:.2f}x{target}")
+    ours = results.get("distill.sft")
+    if ours:
+        share = 6 * params * ours["tokens"] / ours["seconds"] / 1e9 / peak[0]
+        print(f"distill.sft: {share:.1%} of the machine's peak matmul rate (target >= 20% on a host with AMX)")
 
 
 if __name__ == "__main__":
