@@ -133,9 +133,10 @@ def check_grpo(cfg: Config) -> None:
         ("vllm_mode", g.vllm_mode, ("colocate", "server")),
     ):
         _one_of(f"grpo.{key}", value, allowed)
-    components = ("accuracy", *SHAPING)
+    components = ("accuracy", *SHAPING, "length_target")  # grpo.rewards.COMPONENTS (grpo is a layer above)
     for name in g.reward_weights:
         _one_of(f"grpo.reward_weights.{name}", name, components)
+    _length_target(g)
     if g.target == "teacher" and g.init_from:
         raise ConfigError("grpo.init_from is for target=student; the teacher (R1-Zero) starts from model.name")
     if g.num_generations < 2:
@@ -153,6 +154,46 @@ def check_grpo(cfg: Config) -> None:
     _sampling(names, g.num_generations, g.temperature, g.top_p, g.max_completion_length)
     _prompts("grpo.prompts", g.prompts)
     _verify("grpo.verify", g.verify)
+
+
+def _length_target(g) -> None:
+    """grpo.length_target against grpo.reward_weights.length_target: on needs a range of reachable targets."""
+    lt, weight = g.length_target, g.reward_weights.get("length_target")
+    if weight is None:
+        if lt.range:  # a range alone does nothing: say so rather than train without it
+            raise ConfigError(
+                "key 'grpo.length_target.range' is set but grpo.reward_weights.length_target is not: give it a weight "
+                "(L1: 1), or 0 to leave the length target off"
+            )
+        return
+    _at_least("grpo.reward_weights.length_target", weight, 0)
+    if weight == 0:
+        return
+    if len(lt.range) != 2:
+        raise ConfigError(
+            f"grpo.reward_weights.length_target > 0 needs grpo.length_target.range=[min,max] (tokens; L1: [100,4000]), "
+            f"got {lt.range}"
+        )
+    low, high = lt.range
+    if not 1 <= low <= high:
+        raise ConfigError(
+            f"key 'grpo.length_target.range' expects [min,max] with 1 <= min <= max tokens, got {lt.range}"
+        )
+    if high > g.max_completion_length:
+        raise ConfigError(
+            f"key 'grpo.length_target.range' asks for up to {high} tokens, more than grpo.max_completion_length "
+            f"({g.max_completion_length}) lets a completion reach"
+        )
+    _at_least("grpo.length_target.alpha", lt.alpha, 0, strict=True)
+    try:
+        ok = "{n}" in lt.instruction and lt.instruction.format(n=1) is not None
+    except (KeyError, IndexError, ValueError):  # other braces: str.format would fail on the first prompt
+        ok = False
+    if not ok:
+        raise ConfigError(
+            "key 'grpo.length_target.instruction' must hold {n}, where the prompt's target goes, and no other "
+            f"braces; got {lt.instruction!r}"
+        )
 
 
 def check_kd(cfg: Config) -> None:

@@ -23,10 +23,14 @@ One JSON line per logged step (`logging_steps=1`) with the fields in FIELDS, rea
                                                     without it). With it, TRL's reward, length and error metrics
                                                     average over every round sampled, and a step's completions are
                                                     completions per step x (1 + extra_rounds)
+    target_length, achieved_length, length_error
+                      length_target/*               grpo.reward_weights.length_target only (grpo.length_target; null
+                                                    without it): mean target, mean generated tokens and mean
+                                                    |target - generated| of the step's completions
 
 With report_to set (distill.trackers), every tracker gets TRL's keys above -- under train/ in TensorBoard:
 train/reward, train/rewards/<name>/mean (accuracy, reflection, ...), train/format_gaming,
-train/verifier_error_share, train/completions/mean_length -- and the monitor's own (tracker_keys): tokens_per_s,
+train/verifier_error_share, train/completions/mean_length, train/length_target/{target,achieved,abs_error} -- and the monitor's own (tracker_keys): tokens_per_s,
 verifier_errors, one 0/1 series per warning (monitor/warning/<check>) and the warnings' text (monitor/warnings, on the
 steps that have one).
 
@@ -86,7 +90,23 @@ DYNAMIC_SAMPLING_FIELDS = {
     "filled_groups": "dynamic_sampling/filled_groups",
     "effective_share": "dynamic_sampling/effective_share",
 }
-RECORD_KEYS = ("step", *FIELDS, *DYNAMIC_SAMPLING_FIELDS, "rewards", "tokens_per_s", "verifier_errors", "warnings")
+# grpo.reward_weights.length_target only (grpo.length_target; null without it): L1's target against what was
+# generated, in tokens, means over the step's completions.
+LENGTH_TARGET_FIELDS = {
+    "target_length": "length_target/target",
+    "achieved_length": "length_target/achieved",
+    "length_error": "length_target/abs_error",
+}
+RECORD_KEYS = (
+    "step",
+    *FIELDS,
+    *DYNAMIC_SAMPLING_FIELDS,
+    *LENGTH_TARGET_FIELDS,
+    "rewards",
+    "tokens_per_s",
+    "verifier_errors",
+    "warnings",
+)
 # The detector's checks (Detector methods), each a 0/1 series monitor/warning/<name> in the trackers.
 WARNINGS = ("reward_hacking", "length_collapse", "format_gaming", "verifier_errors")
 
@@ -158,7 +178,7 @@ class Detector:
 
 def record_from_logs(step: int, logs: dict, components: list[str], completions_per_step: int) -> dict:
     """One JSONL record from a Trainer log dict (TRL's keys)."""
-    fields = {**FIELDS, **DYNAMIC_SAMPLING_FIELDS}
+    fields = {**FIELDS, **DYNAMIC_SAMPLING_FIELDS, **LENGTH_TARGET_FIELDS}
     record: dict = {"step": step, **{field: logs.get(key) for field, key in fields.items()}}
     record["rewards"] = {name: logs.get(f"rewards/{name}/mean") for name in components}
     # Dynamic sampling generates whole extra generation batches: they count as completions of the step.
@@ -234,6 +254,15 @@ PLOTS = {  # file -> (title, y label, [(label, field or rewards.<name>)])
         "share of completions",
         [("reflection", "reflection_share")],
     ),
+    "length_target.png": (  # written only when the run had length targets (grpo.length_target)
+        "Achieved against target length (L1)",
+        "tokens per completion",
+        [
+            ("target (mean)", "target_length"),
+            ("achieved (mean)", "achieved_length"),
+            ("|target - achieved|", "length_error"),
+        ],
+    ),
     "kl_clip_truncation.png": (
         "KL, clipping and truncation",
         "value",
@@ -252,7 +281,8 @@ def _series(history: list[dict], field: str) -> tuple[list[int], list[float]]:
 
 
 def plot_metrics(history: list[dict], folder: Path) -> list[Path]:
-    """One PNG per entry of PLOTS (reward components get a line each); returns the files written."""
+    """One PNG per entry of PLOTS (reward components get a line each; length_target.png only for a run with length
+    targets); returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,6 +295,8 @@ def plot_metrics(history: list[dict], folder: Path) -> list[Path]:
     for name, (title, ylabel, lines) in PLOTS.items():
         if name == "reward_components.png":
             lines = lines + [(c, f"rewards.{c}") for c in components]
+        if name == "length_target.png" and not _series(history, "target_length")[0]:
+            continue
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
         for label, field in lines:
             steps, values = _series(history, field)

@@ -10,6 +10,8 @@ of each function's rewards as `rewards/<name>/mean`; `GRPOConfig.reward_weights`
   A `timeout` verdict earns 0 (the policy's program or answer ran too long); an `error` verdict (the verifier or the
   sandbox failed) is not the policy's doing and earns None -- see SKIPPING below.
 - format, language, overlong, repetition: the SHAPING functions, called directly (pure, microseconds each).
+- length_target: L1's length-target reward, -alpha * |n_target - n_y| for a target given in the prompt (formula,
+  reference and the prompt's instruction: grpo.length_target).
 - reflection: a monitor, weight 0: 1.0 when the completion holds a reflection phrase ("wait", "let me re-check",
   "re-evaluate", ...), so TRL's mean is the share of such completions -- the aha-moment tracker.
 Accuracy and format are always computed (weight 0 when not rewarded): the reward-hacking monitor compares them. The
@@ -34,8 +36,9 @@ from collections.abc import Callable
 from distill.verifiers.judging import cut_at_length, judge
 from distill.verifiers.pool import VerifierPool
 from distill.verifiers.registry import REFERENCE_FIELDS, SHAPING, reference
+from grpo.length_target import length_target_reward
 
-COMPONENTS = ("accuracy", "format", "language", "overlong", "repetition")
+COMPONENTS = ("accuracy", "format", "language", "overlong", "repetition", "length_target")
 MONITORS = ("reflection",)
 # Fewer words of reasoning than this, with perfect format and a wrong answer, is gaming the format reward.
 MIN_REASONING_WORDS = 5
@@ -162,6 +165,7 @@ def build_reward_funcs(
     language: str = "en",
     overlong_cache: int | None = None,
     repetition_ngram: int = 3,
+    length_alpha: float = 0.0003,
 ) -> tuple[list[RewardFunc], list[float]]:
     """The reward functions and their weights, in the same order, for GRPOTrainer and GRPOConfig.reward_weights.
     A completion whose verifier failed gets None from every one of them, so TRL skips it (see SKIPPING)."""
@@ -178,7 +182,11 @@ def build_reward_funcs(
     scale = [weights.get("accuracy", 0.0)]
     for name in COMPONENTS[1:]:
         if weights.get(name, 0.0) != 0.0 or name == "format":
-            funcs.append(skipping(shaping_reward(name, **params.get(name, {})), skips))
+            if name == "length_target":  # alpha: tokens -> reward (grpo.length_target)
+                func = length_target_reward(length_alpha)
+            else:
+                func = shaping_reward(name, **params.get(name, {}))
+            funcs.append(skipping(func, skips))
             scale.append(weights.get(name, 0.0))
     funcs.append(skipping(reflection, skips))
     scale.append(0.0)

@@ -8,7 +8,8 @@ TRL's GRPOTrainer does the work; this script assembles its inputs from the recip
 2. the policy: model.name (teacher: R1-Zero style, from the base or instruct model; student as is) or grpo.init_from
    (a distill.sft output -- an adapter is trained further -- or any model), with LoRA, QLoRA or full training;
 3. rewards from the shared verifiers (grpo.rewards): accuracy through time-bounded worker processes, plus format and
-   optional language / overlong / repetition shaping, weighted by grpo.reward_weights;
+   optional language / overlong / repetition shaping and L1's length target (grpo.length_target: a token count
+   asked for in each prompt), weighted by grpo.reward_weights;
 4. monitors (grpo.monitor): metrics.jsonl every step, warnings for reward hacking and length collapse, PNG plots;
 5. checkpoints every grpo.save_steps; grpo.resume=auto continues from the last one in the output folder.
 
@@ -50,7 +51,13 @@ def build_dataset(cfg: Config):
     from grpo.prompts import collect_prompts, template_name, training_rows
 
     prompts = collect_prompts(cfg)
-    return Dataset.from_list(training_rows(prompts, template_name(cfg))), len(prompts)
+    rows = training_rows(prompts, template_name(cfg))
+    if cfg.grpo.reward_weights.get("length_target"):  # L1: a target per prompt, asked for in the prompt
+        from grpo.length_target import add_length_targets
+
+        lt = cfg.grpo.length_target
+        rows = add_length_targets(rows, cfg.seed, *lt.range, lt.instruction)
+    return Dataset.from_list(rows), len(prompts)
 
 
 def eos_ids(model, tokenizer) -> set[int]:
@@ -96,6 +103,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
             language=g.language,
             overlong_cache=g.overlong_cache,
             repetition_ngram=g.repetition_ngram,
+            length_alpha=g.length_target.alpha,
         )
         args = grpo_args(cfg, out, weights, vllm)
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size

@@ -22,7 +22,7 @@ from distill.config.generation import (
     SamplingConfig,
     VerifySection,
 )
-from distill.config.training import GRPOSection, KDSection, SFTSection, TeacherServerSection
+from distill.config.training import GRPOSection, KDSection, LengthTargetSection, SFTSection, TeacherServerSection
 
 __all__ = [
     "CompareSection",
@@ -34,6 +34,7 @@ __all__ = [
     "GenerateConfig",
     "HardwareSection",
     "KDSection",
+    "LengthTargetSection",
     "ModelConfig",
     "PromptSource",
     "SFTSection",

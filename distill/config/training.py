@@ -55,6 +55,20 @@ class SFTSection(TrainingFields):
 
 
 @dataclass
+class LengthTargetSection:
+    """L1's length-target reward (grpo.length_target; Aggarwal & Welleck 2025, LCPO-Exact): each prompt asks for a
+    number of tokens, and the reward grpo.reward_weights.length_target weighs is -alpha * |target - generated|."""
+
+    # [min, max]: each prompt's target, in generated tokens, uniform on this range, drawn from (seed, prompt id) so a
+    # run and its resume agree. L1: [100, 4000]. []: none (needed when grpo.reward_weights.length_target > 0).
+    range: list[int] = field(default_factory=list)
+    # Reward per token away from the target (L1: 0.0003, so 1000 tokens off cost 0.3 of a correct answer's 1).
+    alpha: float = 0.0003
+    # Appended, after a space, to each prompt's user turn; {n} is the prompt's target (L1's words).
+    instruction: str = "Think for {n} tokens."
+
+
+@dataclass
 class GRPOSection(TrainingFields):
     """GRPO (python -m grpo.train): TRL's GRPOTrainer with the shared verifiers as rewards. The objective's keys carry
     trl.GRPOConfig's names and meanings; defaults follow R1-Zero (DeepSeek-R1 paper, Nature 2025 version: 16 samples
@@ -77,9 +91,12 @@ class GRPOSection(TrainingFields):
     pass_rates: str | None = None
     min_pass_rate: float | None = None
     max_pass_rate: float | None = None
-    # Reward components -> weights: accuracy (the row's verifier: math or code) and the shaping rewards format,
-    # language, overlong, repetition (distill.verifiers). Weight 0 turns a component off (accuracy is still logged).
+    # Reward components -> weights: accuracy (the row's verifier: math or code), the shaping rewards format,
+    # language, overlong, repetition (distill.verifiers), and length_target (L1's reward for hitting the number of
+    # tokens the prompt asks for: grpo.length_target). Weight 0 turns a component off (accuracy is still logged).
     reward_weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    # L1's length targets, used when grpo.reward_weights.length_target > 0: range, alpha, the prompt's instruction.
+    length_target: LengthTargetSection = field(default_factory=LengthTargetSection)
     # Shaping parameters: language of the reasoning (en, zh); DAPO's overlong cache in tokens (default: a quarter of
     # max_completion_length); word n-gram size of the repetition penalty.
     language: str = "en"
