@@ -160,7 +160,8 @@ def shared_sentence(cfg: Config, seeds: list[int]) -> str:
     return (
         f"Seeds {', '.join(map(str, seeds))}; every trained arm trained once per seed (its prompt draw, data order, "
         f"adapter initialisation and rollouts follow the seed); {teacher}. One distill.eval run scored every seed's "
-        "models, the student as is once and a shared teacher once, on the same held-out problems; "
+        f"models, the student as is once{' and the shared teacher once' if shares_teacher(cfg) else ''}, on the "
+        "same held-out problems; "
         f"{sweep}. Each seed's own report: `seed-<s>/report/table.md`."
     )
 

@@ -299,7 +299,8 @@ def sweep_name(arm: str, fraction: float) -> str:
 
 def compare(cfg: Config) -> Path:
     """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder (with
-    compare.seeds, the comparison once per seed and the report over them: grpo.compare.replicates)."""
+    compare.seeds, every arm trained once per seed, one evaluation of them all and the report over them:
+    grpo.compare.replicates)."""
     if cfg.compare.seeds:
         from grpo.compare.replicates import replicate
 

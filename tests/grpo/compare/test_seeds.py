@@ -171,7 +171,7 @@ def test_replicates_share_one_teacher_and_one_evaluation(tmp_path, fake_stages):
     assert pairs["teacher", "base"]["seeds"] == [1, 1]  # one model against one model: no run-to-run spread
     assert pairs["distill", "base"]["seeds"] == [2, 1] and pairs["distill", "rl"]["seeds"] == [2, 2]
     table = (report / "table.md").read_text()
-    assert "made once with seed 7" in table and "no budget sweep" in table
+    assert "made once with seed 7" in table and "no budget sweep" in table and "the shared teacher once" in table
     assert "over problems (one teacher" in table
 
     fake_stages.clear()  # resumed: every stage in its ledger, every model evaluated
@@ -192,7 +192,8 @@ def test_without_share_teacher_each_seed_makes_its_own(tmp_path, fake_stages):
     data = json.loads((report / "replicates.json").read_text())
     pairs = {(p["a"], p["b"]): p for p in data["pairs"]}
     assert data["share_teacher"] is False and pairs["teacher", "base"]["seeds"] == [2, 1]
-    assert "each seed made its own teacher" in (report / "table.md").read_text()
+    table = (report / "table.md").read_text()
+    assert "each seed made its own teacher" in table and "shared teacher" not in table
 
 
 def test_a_seed_made_with_its_own_teacher_is_not_resumed_with_a_shared_one(tmp_path, fake_stages):
