@@ -50,10 +50,16 @@ class CompareSection:
     # question compares, get all of them), so a sized evaluation costs less; their pairs then rest on those problems.
     # None: every row on every problem.
     context_problems: int | None = None
-    # Training seeds as replicates: the whole comparison once per seed (every arm trained again, the teacher and its
-    # data drawn again, the same held-out problems), then a report whose intervals cover training runs and problems
-    # both (grpo.compare.replicates). [] : one run with `seed`.
+    # Training seeds as replicates: every trained arm once per seed under seed-<s>/, all of them (and the student as
+    # is, once) evaluated afterwards in one distill.eval run on the same held-out problems, then a report whose
+    # intervals cover training runs and problems both (grpo.compare.replicates). The budget sweep's checkpoints are
+    # evaluated for the first seed only. [] : one run with `seed`.
     seeds: list[int] = field(default_factory=list)
+    # With seeds and teacher_from=rl: make the teacher and its verified dataset once, with the first of the seeds,
+    # and teach every seed's arms from them (its margin over the student is then one model's, resolved over
+    # problems; it is evaluated once). false: a teacher and a dataset per seed (the teacher's luck is then part of
+    # each replicate's), at one teacher GRPO and one generation more per seed.
+    share_teacher: bool = True
     # How each training stage (sft, grpo, kd: the stage table's `parallel`) is started. plain: `python -m`, one
     # process. accelerate: `accelerate launch` on this machine with accelerate_config and num_processes (without GPUs
     # the processes join over gloo). srun: inside a Slurm allocation, one `accelerate launch` per node of

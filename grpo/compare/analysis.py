@@ -120,10 +120,20 @@ def sweep_leaders(rows: dict[str, dict], resamples: int, seed: int, confidence: 
     return out
 
 
+def _replicates(finals: dict[int, dict[str, dict]], seeds: list[int], arm: str, bench: str) -> list[dict]:
+    """An arm's per-problem pass@1 per seed; one entry when every seed's row is one model (the student as is, a
+    shared teacher): a model evaluated once is one replicate, not one per seed."""
+    models = [finals[s][arm].get("model") for s in seeds]
+    if models[0] is not None and all(m == models[0] for m in models):
+        seeds = seeds[:1]
+    return [finals[s][arm]["problem_scores"][bench] for s in seeds]
+
+
 def replicate_statistics(by_seed: dict[int, dict[str, dict]], confidence: float) -> list[dict]:
     """Each pair of PAIRS present in every seed's rows, per benchmark: distill.metrics.replicated_difference over the
     seeds' per-problem pass@1 on the problems every one of those rows was evaluated on (the interval over training
-    runs and problems, the sign per seed, the share of variance between runs)."""
+    runs and problems, the sign per seed, the share of variance between runs). A row that is the same model in every
+    seed (its `model`) counts once."""
     from distill.metrics import replicated_difference
 
     seeds = sorted(by_seed)
@@ -134,12 +144,12 @@ def replicate_statistics(by_seed: dict[int, dict[str, dict]], confidence: float)
         for a, b in PAIRS:
             if a not in present or b not in present:
                 continue
-            scores = [(finals[s][a]["problem_scores"][bench], finals[s][b]["problem_scores"][bench]) for s in seeds]
-            ids = sorted(set.intersection(*(set(sa) & set(sb) for sa, sb in scores)))
+            sa, sb = _replicates(finals, seeds, a, bench), _replicates(finals, seeds, b, bench)
+            ids = sorted(set.intersection(*(set(scores) for scores in sa + sb)))
             if len(ids) < 2:
                 raise DataError(f"{bench}: arms {a!r} and {b!r} share fewer than 2 problems across the seeds")
-            first = [[sa[i] for i in ids] for sa, _ in scores]
-            second = [[sb[i] for i in ids] for _, sb in scores]
+            first = [[scores[i] for i in ids] for scores in sa]
+            second = [[scores[i] for i in ids] for scores in sb]
             stats = replicated_difference(first, second, confidence)
             out.append({"benchmark": bench, "a": a, "b": b, "seed_values": seeds, **stats})
     return out

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import ChainMap
 from pathlib import Path
 
 from distill import cli
@@ -28,7 +29,7 @@ from grpo.compare.accounting import Accounts, read_jsonl, sized_eval
 from grpo.compare.launch import shown, stage_command
 from grpo.compare.progress import watch
 from grpo.compare.servers import Served, teacher_servers
-from grpo.compare.stages import Layout, stage_config, write_settings
+from grpo.compare.stages import TEACHER_STAGES, Layout, stage_config, write_settings
 
 
 class StageError(UserError, RuntimeError):
@@ -118,19 +119,37 @@ def _raise_stopped(signum, frame) -> None:
 
 
 class Comparison:
-    """The run folder, its ledger of finished stages, and the stage processes that fill it."""
+    """The run folder, its ledger of finished stages, and the stage processes that fill it.
 
-    def __init__(self, cfg: Config) -> None:
+    `shared`: the comparison whose teacher and verified dataset (TEACHER_STAGES) this one uses instead of making its
+    own -- a replicate sharing the first seed's (grpo.compare.replicates): those stages run there, once, and are
+    read from its folder and ledger. Evaluations are read from `eval_root / eval_name(row)`: this run's eval/ folder,
+    or the one evaluation a set of replicates shares."""
+
+    def __init__(self, cfg: Config, shared: Comparison | None = None) -> None:
         if cfg.compare.min_detectable is not None:
             cfg = sized_eval(cfg)  # the question decides the eval's size, whatever the eval section says
-        self.cfg = cfg
-        self.layout = Layout(cfg)
+        self.cfg, self.shared = cfg, shared
+        self.layout = Layout(cfg, shared.layout if shared else None)
         self.root = self.layout.root
         self.ledger_path = self.root / "stages.json"
         self.ledger: dict[str, dict] = {}
         if cfg.compare.resume and self.ledger_path.is_file():
             self.ledger = json.loads(self.ledger_path.read_text())
-        self.accounts = Accounts(cfg, self.layout, self.ledger)
+        # The teacher's stages' wall times (its compute, the generation's) are in the ledger of the run that made it.
+        ledger = ChainMap(self.ledger, shared.ledger) if shared else self.ledger
+        self.accounts = Accounts(cfg, self.layout, ledger)
+        self.eval_root = self.root / "eval"
+        self.eval_name = str  # a row's evaluation folder under eval_root: its own name here
+
+    def arms(self) -> list[str]:
+        """The rows this comparison trains and evaluates: compare.arms in the table's order, then the teacher when
+        the comparison makes it (made first by the taught arms' stages; evaluated like an arm, reported apart)."""
+        c = self.cfg.compare
+        arms = [a for a in ARMS if a in c.arms]
+        if c.teacher_from == "rl" and any(taught(a) for a in arms):
+            arms.append("teacher")
+        return arms
 
     def settings(self, stage: str, models: list[str] | None = None, served: Served | None = None) -> Config:
         """A stage's resolved settings; a budgeted stage's FLOP budget read from the finished distillation stages."""
@@ -142,6 +161,8 @@ class Comparison:
     def run(self, name: str, models: list[str] | None = None) -> dict:
         """Runs stage `name` once with its settings file; a finished run is taken from the ledger. The teacher's
         servers (compare.teacher_servers) are up while a stage that samples the teacher runs, and only then."""
+        if self.shared is not None and name in TEACHER_STAGES:
+            return self.shared.run(name)
         if name in self.ledger:
             return self.ledger[name]
         with teacher_servers(self.cfg, name, lambda: self.settings(name, models), self.root / "logs") as served:
@@ -183,15 +204,23 @@ class Comparison:
             for fraction, step in self.sweep_points(arm)
         ]
 
+    def context(self, name: str) -> bool:
+        """Whether row `name` is evaluated on compare.context_problems only (the eval_context stage)."""
+        return bool(self.cfg.compare.context_problems) and is_context(name)
+
     def evaluate(self, arms: list[str]) -> None:
-        """The evaluations in one distill.eval stage (eval.models) -- two with compare.context_problems, whose rows
-        see fewer problems: the student's fine-tunes and checkpoints share one vLLM engine, which reloads weights in
-        place instead of starting again for each (~30 s a start on CPU). Only the models without results run: a
-        resumed comparison, or one given a new arm."""
-        c, evaluations = self.cfg.compare, self.evaluations(arms)
-        context = [e for e in evaluations if c.context_problems and is_context(e[0])]
-        for stage, group in (("eval", [e for e in evaluations if e not in context]), ("eval_context", context)):
-            todo = [(n, m) for n, m in group if not (c.resume and (self.root / "eval" / n / "results.json").is_file())]
+        """The evaluations of `arms` (their final models, the sweep's checkpoints) in this run's eval/ folder."""
+        self.evaluate_models([(name, model, self.context(name)) for name, model in self.evaluations(arms)])
+
+    def evaluate_models(self, entries: list[tuple[str, str, bool]]) -> None:
+        """(name, model, context row?) evaluated in one distill.eval stage (eval.models) -- two with
+        compare.context_problems, whose rows see fewer problems: the student's fine-tunes and checkpoints share one
+        vLLM engine, which reloads weights in place instead of starting again for each (~30 s a start on CPU). Only
+        the models without results run: a resumed comparison, or one given a new arm."""
+        resume = self.cfg.compare.resume
+        for stage, context in (("eval", False), ("eval_context", True)):
+            group = [(n, m) for n, m, ctx in entries if ctx == context]
+            todo = [(n, m) for n, m in group if not (resume and (self.root / "eval" / n / "results.json").is_file())]
             if todo:
                 self.ledger.pop(stage, None)  # run again for the models it lacks
                 self.run(stage, [f"{name}={model}" for name, model in todo])
@@ -214,13 +243,13 @@ class Comparison:
         return sorted((f, step) for step, f in points.items())
 
     def results(self, arm: str) -> dict:
-        return json.loads((self.root / "eval" / arm / "results.json").read_text())
+        return json.loads((self.eval_root / self.eval_name(arm) / "results.json").read_text())
 
     def problem_scores(self, arm: str) -> dict[str, dict[str, float]]:
         """Benchmark -> problem id -> the arm's pass@1 on it (its share of correct samples), from distill.eval's
         samples.jsonl: what the paired statistics compare."""
         verdicts: dict[str, dict[str, list[bool]]] = {}
-        for s in read_jsonl(self.root / "eval" / arm / "samples.jsonl"):
+        for s in read_jsonl(self.eval_root / self.eval_name(arm) / "samples.jsonl"):
             verdicts.setdefault(s["benchmark"], {}).setdefault(s["id"], []).append(s["verdict"] == "correct")
         return {bench: {i: sum(v) / len(v) for i, v in problems.items()} for bench, problems in verdicts.items()}
 
@@ -270,11 +299,12 @@ def sweep_name(arm: str, fraction: float) -> str:
 
 def compare(cfg: Config) -> Path:
     """Runs every arm's missing stages and evaluation, then writes the report; returns the report folder (with
-    compare.seeds, the comparison once per seed and the report over them: grpo.compare.replicates)."""
+    compare.seeds, every arm trained once per seed, one evaluation of them all and the report over them:
+    grpo.compare.replicates)."""
     if cfg.compare.seeds:
         from grpo.compare.replicates import replicate
 
-        return replicate(cfg, compare_rows)
+        return replicate(cfg, Comparison)  # handed the class: replicates does not import this module
     return compare_rows(cfg)[1]
 
 
@@ -283,9 +313,7 @@ def compare_rows(cfg: Config) -> tuple[dict[str, dict], Path]:
     from grpo.compare.report import write_report
 
     run = Comparison(cfg)
-    arms = [a for a in ARMS if a in cfg.compare.arms]
-    if cfg.compare.teacher_from == "rl" and any(taught(a) for a in arms):
-        arms.append("teacher")  # made first by the taught arms' stages; evaluated like an arm, reported apart
+    arms = run.arms()
     for arm in arms:
         run.train_arm(arm)
     run.evaluate(arms)

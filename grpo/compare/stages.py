@@ -16,6 +16,9 @@ from distill.compare_table import ARM, STAGE, TEACHER_STAGE
 from distill.config import Config, teacher_name
 from grpo.compare.servers import Served
 
+# The stages that make the teacher and its verified dataset: what replicates share (compare.share_teacher).
+TEACHER_STAGES = (TEACHER_STAGE, "generate")
+
 
 def _name(stage: str) -> str:
     """The run name (or dataset name) a stage's output folder ends in: the table's `produces`."""
@@ -24,13 +27,16 @@ def _name(stage: str) -> str:
 
 class Layout:
     """Where each stage of one comparison writes, from the stage table's `produces`, under <output_dir>/compare/
-    <run_name>/ (compare.run_name, default the recipe's name)."""
+    <run_name>/ (compare.run_name, default the recipe's name). `shared`: the layout of the run that made the teacher
+    and its dataset (TEACHER_STAGES) for this one too -- a replicate sharing the first seed's teacher."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Config, shared: Layout | None = None) -> None:
+        self.cfg, self.shared = cfg, shared
         self.root = Path(cfg.output_dir) / "compare" / (cfg.compare.run_name or cfg.recipe)
 
     def folder(self, stage: str) -> Path:
+        if self.shared is not None and stage in TEACHER_STAGES:
+            return self.shared.folder(stage)
         return self.root / STAGE[stage].produces
 
     @property

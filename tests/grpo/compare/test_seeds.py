@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -58,22 +59,157 @@ def test_a_gap_that_holds_in_every_seed_is_resolved_and_a_noisy_one_is_not(tmp_p
     assert "| math500 | distill − base |" in steady  # every arm against the student as is
 
 
-def test_each_seed_runs_the_whole_comparison_in_its_own_folder(tmp_path):
+def test_each_seed_trains_in_its_own_folder_with_its_seed(tmp_path):
     cfg = load_config([f"output_dir={tmp_path}", "compare.seeds=[7,42,3]", "generate.sampling.seed=5"])
     one = seed_config(cfg, 7)
-    assert (one.seed, one.generate.sampling.seed, one.eval.sampling.seed) == (7, 7, 7)
+    assert (one.seed, one.generate.sampling.seed) == (7, 7)
+    assert one.eval.sampling.seed == cfg.eval.sampling.seed  # one evaluation for every seed: the recipe's
     assert one.compare.seeds == [] and one.compare.run_name == "smollm2/seed-7"
+    assert one.compare.sweep == cfg.compare.sweep != [] and seed_config(cfg, 3, sweep=False).compare.sweep == []
     assert cfg.seed == 42 and cfg.compare.seeds == [7, 42, 3]  # the caller's settings untouched
-    by_seed = _by_seed(0.0, seeds=(7, 42, 3))
-    seen = []
 
-    def run_one(seed_cfg):
-        seen.append((seed_cfg.seed, seed_cfg.compare.run_name))
-        return by_seed[seed_cfg.seed], None
 
-    report = replicate(cfg, run_one)
-    assert [s for s, _ in seen] == [7, 42, 3] and report == tmp_path / "compare" / "smollm2" / "report"
-    assert (report / "table.md").is_file()
+# --- the stages a replicated comparison runs, with each stage's process faked -------------------------------------
+# Served model (a path) -> its share of right answers: each trained model answers differently, every seed's too.
+SKILL = (("grpo/teacher", 0.7), ("sft/distill", 0.5), ("kd/kd", 0.4), ("grpo/rl", 0.3), ("", 0.2))
+PROBLEMS = 40
+
+
+def _fake_stage(self, name, models, served):
+    """Comparison._run without a process: records (run folder, stage, settings), writes what the stage would --
+    a training stage's metrics.jsonl, an evaluation's results.json and samples.jsonl per model -- and the ledger."""
+    settings = self.settings(name, models, served)
+    self.ran.append((self.root, name, settings))
+    if name.startswith("eval"):
+        problems = settings.eval.prompts.limit or PROBLEMS
+        for entry in models:
+            row, model = entry.split("=", 1)
+            skill = next(p for key, p in SKILL if key in model)
+            draw = np.random.default_rng(zlib.crc32(model.encode())).random(problems) < skill
+            folder = self.root / "eval" / row
+            folder.mkdir(parents=True)
+            bench = {"pass@1": float(draw.mean()), "pass@1_stderr": 0.05, "samples": 1, "cons@k": None,
+                     "problems": problems}  # fmt: skip
+            (folder / "results.json").write_text(json.dumps({"model": model, "benchmarks": {"synthetic": bench}}))
+            samples = [{"benchmark": "synthetic", "id": f"p{i}", "verdict": "correct" if ok else "wrong"}
+                       for i, ok in enumerate(draw)]  # fmt: skip
+            (folder / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    else:
+        folder = self.layout.folder(name)
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "mean_length": 10.0}) + "\n")
+    self.ledger[name] = {"command": name, "wall_s": 1.0}
+    self.root.mkdir(parents=True, exist_ok=True)
+    self.ledger_path.write_text(json.dumps(self.ledger))
+    return self.ledger[name]
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """Every stage any Comparison runs, in order: (run folder, stage, its settings)."""
+    from distill.compute import Compute
+    from grpo.compare.accounting import Accounts
+    from grpo.compare.run import Comparison
+
+    ran = []
+    monkeypatch.setattr(Comparison, "ran", ran, raising=False)
+    monkeypatch.setattr(Comparison, "_run", _fake_stage)
+    monkeypatch.setattr(Accounts, "compute", lambda self, arm, upto=None: Compute())  # no weights to count
+    return ran
+
+
+def _replicate(tmp_path, *overrides):
+    from grpo.compare.run import Comparison
+
+    cfg = load_config(
+        [f"output_dir={tmp_path}", "compare.seeds=[7,3]", "compare.arms=[base,distill,rl,kd]",
+         "compare.teacher_from=rl", "compare.match_budget=false", "compare.sweep=[]", "compare.min_detectable=null",
+         "compare.context_problems=20", "compare.bootstrap=200", *overrides]
+    )  # fmt: skip
+    return replicate(cfg, Comparison), tmp_path / "compare" / "smollm2"
+
+
+def _stages(ran, root) -> list[tuple[str, str]]:
+    return [(str(folder.relative_to(root)), name) for folder, name, _ in ran]
+
+
+def _evaluated(ran, stage) -> list[str]:
+    return [[m.split("=", 1)[0] for m in s.eval.models] for _, name, s in ran if name == stage]
+
+
+def test_replicates_share_one_teacher_and_one_evaluation(tmp_path, fake_stages):
+    report, root = _replicate(tmp_path)
+    ran = _stages(fake_stages, root)
+    # The teacher and its dataset once, with the first seed; every seed's arms; then one evaluation for them all.
+    assert ran == [
+        ("seed-7", "grpo_teacher"), ("seed-7", "generate"), ("seed-7", "sft"), ("seed-7", "grpo_rl"), ("seed-7", "kd"),
+        ("seed-3", "sft"), ("seed-3", "grpo_rl"), ("seed-3", "kd"), (".", "eval"), (".", "eval_context"),
+    ]  # fmt: skip
+    settings = {(folder.name, name): s for folder, name, s in fake_stages}
+    assert settings["seed-7", "grpo_teacher"].seed == 7
+    for seed in ("seed-7", "seed-3"):  # both seeds' taught arms learn from seed 7's teacher and its dataset
+        assert settings[seed, "kd"].kd.teacher == str(root / "seed-7" / "grpo" / "teacher")
+        assert settings[seed, "sft"].sft.dataset == str(root / "seed-7" / "datasets" / "teacher")
+    assert settings["seed-3", "sft"].seed == 3 and settings["seed-3", "grpo_rl"].seed == 3
+    arms = ["distill", "rl", "kd"]
+    assert _evaluated(fake_stages, "eval") == [["base", *(f"seed-{s}.{a}" for s in (7, 3) for a in arms)]]
+    assert _evaluated(fake_stages, "eval_context") == [["teacher"]]  # evaluated once, on the context problems
+
+    # Each seed's report from the shared results: the student as is and the teacher the same rows, the arms their own.
+    rows = {s: json.loads((root / f"seed-{s}" / "report" / "compare.json").read_text())["arms"] for s in (7, 3)}
+    assert list(rows[7]) == ["base", "distill", "rl", "kd", "teacher"]
+    assert rows[7]["teacher"]["problem_scores"] == rows[3]["teacher"]["problem_scores"]
+    assert rows[7]["base"]["problem_scores"] == rows[3]["base"]["problem_scores"]
+    assert rows[7]["distill"]["problem_scores"] != rows[3]["distill"]["problem_scores"]
+    assert rows[3]["kd"]["model"] == str(root / "seed-3" / "kd" / "kd")
+    assert len(rows[7]["teacher"]["problem_scores"]["synthetic"]) == 20
+    assert len(rows[7]["base"]["problem_scores"]["synthetic"]) == PROBLEMS
+
+    data = json.loads((report / "replicates.json").read_text())
+    assert data["share_teacher"] is True and data["seeds"] == [7, 3]
+    pairs = {(p["a"], p["b"]): p for p in data["pairs"]}
+    assert pairs["teacher", "base"]["seeds"] == [1, 1]  # one model against one model: no run-to-run spread
+    assert pairs["distill", "base"]["seeds"] == [2, 1] and pairs["distill", "rl"]["seeds"] == [2, 2]
+    table = (report / "table.md").read_text()
+    assert "made once with seed 7" in table and "no budget sweep" in table and "the shared teacher once" in table
+    assert "over problems (one teacher" in table
+
+    fake_stages.clear()  # resumed: every stage in its ledger, every model evaluated
+    _replicate(tmp_path)
+    assert fake_stages == []
+
+
+def test_without_share_teacher_each_seed_makes_its_own(tmp_path, fake_stages):
+    report, root = _replicate(tmp_path, "compare.share_teacher=false")
+    ran = _stages(fake_stages, root)
+    for seed in ("seed-7", "seed-3"):
+        assert [name for folder, name in ran if folder == seed] == ["grpo_teacher", "generate", "sft", "grpo_rl", "kd"]
+    settings = {(folder.name, name): s for folder, name, s in fake_stages}
+    assert settings["seed-3", "kd"].kd.teacher == str(root / "seed-3" / "grpo" / "teacher")
+    assert settings["seed-3", "sft"].sft.dataset == str(root / "seed-3" / "datasets" / "teacher")
+    assert _evaluated(fake_stages, "eval_context") == [["seed-7.teacher", "seed-3.teacher"]]
+    assert [n for n in _evaluated(fake_stages, "eval")[0] if "." not in n] == ["base"]  # still one evaluation
+    data = json.loads((report / "replicates.json").read_text())
+    pairs = {(p["a"], p["b"]): p for p in data["pairs"]}
+    assert data["share_teacher"] is False and pairs["teacher", "base"]["seeds"] == [2, 1]
+    table = (report / "table.md").read_text()
+    assert "each seed made its own teacher" in table and "shared teacher" not in table
+
+
+def test_a_seed_made_with_its_own_teacher_is_not_resumed_with_a_shared_one(tmp_path, fake_stages):
+    from distill.errors import UserError
+
+    _replicate(tmp_path, "compare.share_teacher=false")
+    with pytest.raises(UserError, match="compare.share_teacher=false"):
+        _replicate(tmp_path)
+
+
+def test_the_budget_sweep_checkpoints_the_first_seed_only(tmp_path, fake_stages):
+    report, root = _replicate(tmp_path, "compare.sweep=[0.5]")
+    settings = {(folder.name, name): s for folder, name, s in fake_stages}
+    assert settings["seed-7", "sft"].sft.save_fractions == [0.5] and settings["seed-7", "kd"].kd.save_fractions == [0.5]
+    assert settings["seed-3", "sft"].sft.save_fractions != [0.5] and settings["seed-3", "kd"].kd.save_fractions != [0.5]
+    assert "evaluated for seed 7 only" in (report / "table.md").read_text()
 
 
 @pytest.mark.parametrize("seeds", ["[3]", "[1,1]"])
