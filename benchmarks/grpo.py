@@ -9,6 +9,10 @@
              on CPU; distill/engines/vllm_colocate.py makes TRL's weight sync work there), model.dtype=auto (distill.precision),
              no gradient checkpointing, beta as the recipe sets it (0 in smollm2), TRL's vLLM importance-sampling
              correction where vLLM and the trainer can disagree (off in fp32 on CPU: distill/training/trl_args.py)
+  baseline_fp32 = the baseline with bf16=False (fp32), what a TRL user on a CPU without bf16 units turns to; where
+             the bf16 matmul runs at under a tenth of fp32 (no AVX512-BF16, no AMX) it stands in for the baseline,
+             whose steps would take hours there
+  padded   = ours with grpo.padding_free=false: TRL's own padded log-prob and loss passes (grpo/packed.py's lever)
 Each side runs in its own process, one after the other (two torch processes on 2 cores slow each other 5-12x).
 A step's time (TRL's `step_time`) covers generation, rewards, reference and policy passes and the optimizer step;
 the first step of each side is left out of the medians (warm-up), and start-up time is reported apart.
@@ -33,7 +37,7 @@ sys.path.insert(0, str(REPO))
 DEFAULTS = ["grpo.max_steps=6", "grpo.save_steps=1000", "grpo.resume=never"]
 
 
-def trl_default_args(cfg, out: Path, reward_weights: list[float]):
+def trl_default_args(cfg, out: Path, reward_weights: list[float], bf16: bool = True):
     """GRPOConfig as a TRL user writes it: the workload's numbers (G, completions per step, completion length,
     sampling, steps, rewards) and TRL's defaults for everything else (bf16 autocast, gradient checkpointing,
     beta=0, transformers generation)."""
@@ -58,10 +62,11 @@ def trl_default_args(cfg, out: Path, reward_weights: list[float]):
         save_strategy="no",
         report_to="none",
         seed=cfg.seed,
+        **({} if bf16 else {"bf16": False}),
     )
 
 
-def baseline(argv: list[str], out: Path) -> None:
+def baseline(argv: list[str], out: Path, bf16: bool = True) -> None:
     """TRL's GRPOTrainer as its docs show it, with TRL's defaults (trl_default_args) and our rewards and LoRA."""
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -84,7 +89,7 @@ def baseline(argv: list[str], out: Path) -> None:
         funcs, weights = build_reward_funcs(
             g.reward_weights, pool, max_completion_length=g.max_completion_length, eos_ids={tokenizer.eos_token_id}
         )
-        args = trl_default_args(cfg, out, weights)
+        args = trl_default_args(cfg, out, weights, bf16)
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
         monitor = GRPOMonitor(out, [f.__name__ for f in funcs], per_step, Detector())
         trainer = GRPOTrainer(
@@ -98,12 +103,20 @@ def baseline(argv: list[str], out: Path) -> None:
         trainer.train()
 
 
-def ours(argv: list[str], out: Path) -> None:
+def ours(argv: list[str], out: Path, extra: tuple[str, ...] = ()) -> None:
     from grpo import train
 
-    code = train.main([*argv, f"output_dir={out}", "grpo.run_name=bench", "grpo.use_vllm=true"])
+    code = train.main([*argv, f"output_dir={out}", "grpo.run_name=bench", "grpo.use_vllm=true", *extra])
     if code != 0:
         raise SystemExit(code)
+
+
+SIDES = {  # name: (label, what runs it), in the order they run; the first that runs is the ratios' baseline
+    "baseline": ("TRL GRPOTrainer defaults", baseline),
+    "baseline_fp32": ("TRL defaults but bf16=False", lambda argv, out: baseline(argv, out, bf16=False)),
+    "padded": ("grpo.train, padded passes", lambda argv, out: ours(argv, out, ("grpo.padding_free=false",))),
+    "ours": ("grpo.train, vLLM colocated", ours),
+}
 
 
 def record_phases(out: Path) -> None:
@@ -152,7 +165,7 @@ def summary(wall: float, rows: list[dict], out: Path, params: int, per_step: int
 
 
 def main(argv: list[str]) -> None:
-    from benchmarks.machine import host_line, peak_gflops
+    from benchmarks.machine import host_line, matmul_rates, peak_gflops
     from distill.compute import parameter_count
     from distill.recipes import load_config
     from grpo.policy import policy_path
@@ -161,26 +174,37 @@ def main(argv: list[str]) -> None:
     cfg = load_config(argv)
     g = cfg.grpo
     params, per_step = parameter_count(policy_path(cfg)), g.per_device_train_batch_size * g.gradient_accumulation_steps
-    peak = peak_gflops()
+    rates = matmul_rates()
+    peak = peak_gflops(rates)
+    sides = list(SIDES)
+    if rates["bf16"] < rates["fp32"] / 10:  # no bf16 units: TRL's bf16 autocast would take hours a step
+        sides.remove("baseline")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for side in ("baseline", "ours"):
+        for side in sides:
             results[side] = summary(*run_child(side, argv, Path(tmp) / side), Path(tmp) / side, params, per_step)
     print(host_line(peak[1]))
+    if "baseline" not in sides:
+        print(
+            f"TRL's defaults (bf16 autocast) not run: bf16 matmul here is {rates['bf16']:.1f} GFLOP/s against fp32's "
+            f"{rates['fp32']:.0f}; the baseline is TRL's defaults with bf16=False"
+        )
     print(
         f"model {cfg.model.name}, G={g.num_generations}, {g.per_device_train_batch_size} completions/step, "
         f"max_completion_length={g.max_completion_length}, {results['ours']['steps']} steps each (first left out)"
     )
-    names = {"baseline": "TRL GRPOTrainer defaults", "ours": "grpo.train, vLLM colocated"}
     for side, r in results.items():
         print(
-            f"{names[side]:40s} {r['s_per_step']:6.1f} s/step  {r['tokens_per_s']:6.1f} generated tokens/s  "
+            f"{SIDES[side][0]:40s} {r['s_per_step']:6.1f} s/step  {r['tokens_per_s']:6.1f} generated tokens/s  "
             f"(mean length {r['mean_length']:.0f} tokens; start-up {r['startup_s']:.0f} s)  "
             f"{r['gflops']:.1f} GFLOP/s, {r['gflops'] / peak[0]:.1%} of peak"
         )
         print(f"{'':40s} per step, by phase (s): {r['phases_s_per_step']}")
-    speedup = results["baseline"]["s_per_step"] / results["ours"]["s_per_step"]
-    print(f"speed-up per step: {speedup:.2f}x  (target >= 3x)")
+    base = next(iter(results))
+    for side in list(results)[1:]:
+        speedup = results[base]["s_per_step"] / results[side]["s_per_step"]
+        target = "  (target >= 3x)" if side == "ours" else ""
+        print(f"speed-up per step, {SIDES[side][0]} / {SIDES[base][0]}: {speedup:.2f}x{target}")
 
 
 if __name__ == "__main__":
@@ -188,6 +212,6 @@ if __name__ == "__main__":
         side, out, rest = sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
         out.mkdir(parents=True, exist_ok=True)
         record_phases(out)
-        {"baseline": baseline, "ours": ours}[side](rest, out)
+        SIDES[side][1](rest, out)
     else:
         main(sys.argv[1:])

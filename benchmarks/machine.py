@@ -12,13 +12,19 @@ def amx() -> bool:
     return cpuinfo.is_file() and "amx_bf16" in cpuinfo.read_text()
 
 
-def peak_gflops() -> tuple[float, str]:
-    """(GFLOP/s, which) of the faster matmul dtype on this machine, measured now (a few seconds)."""
+def matmul_rates() -> dict[str, float]:
+    """GFLOP/s of the fp32 and the bf16 matmul here, measured now (seconds; bf16 gets fewer repeats: on a CPU without
+    AVX512-BF16 or AMX it runs at a hundredth of fp32)."""
     import torch
 
     from benchmarks.precision import matmul_gflops
 
-    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    return {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16, repeats=3)}
+
+
+def peak_gflops(rates: dict[str, float] | None = None) -> tuple[float, str]:
+    """(GFLOP/s, which) of the faster matmul dtype on this machine (`rates`: matmul_rates(), measured now if None)."""
+    rates = rates or matmul_rates()
     best = max(rates, key=rates.get)
     return rates[best], f"{best} matmul {rates[best]:.0f} GFLOP/s (fp32 {rates['fp32']:.0f}, bf16 {rates['bf16']:.0f})"
 
