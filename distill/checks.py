@@ -268,6 +268,11 @@ def check_compare(cfg: Config) -> None:
             "distillation from itself starts at zero divergence and learns nothing; set generate.teacher, or "
             "compare.teacher_from=rl (R1's order), or leave kd out"
         )
+    if not 0 < cfg.compare.offline_kd_weight <= 1:
+        raise ConfigError(
+            "key 'compare.offline_kd_weight' expects the okd arm's KD share of its loss in (0, 1] (0 would be arm b), "
+            f"got {cfg.compare.offline_kd_weight}"
+        )
     _at_least("compare.bootstrap", cfg.compare.bootstrap, 100)
     seeds = cfg.compare.seeds
     if seeds and (len(seeds) < 2 or len(set(seeds)) != len(seeds)):

@@ -49,6 +49,11 @@ STAGES: tuple[Stage, ...] = (
         "SFT of the student on the teacher's dataset: arm (b)",
     ),
     Stage(
+        "sft_okd", "distill.sft", "sft", "sft/okd", ("generate",), "sft", False, True,
+        "SFT on the same dataset with the KD loss on the teacher's stored top-k log-probs: arm (f) "
+        "(compare.offline_kd_weight)",
+    ),
+    Stage(
         "grpo_rl", "grpo.train", "grpo", "grpo/rl", (), "grpo_student", True, True,
         "GRPO on the student as is, on the teacher's prompts, R1's template: arm (c) (compare.grpo_max_steps)",
     ),
@@ -89,6 +94,7 @@ ARM_ROWS: tuple[Arm, ...] = (
     Arm("rl", "c", "(c) RL: GRPO on the student", ("grpo_rl",)),
     Arm("distill_rl", "d", "(d) distillation, then GRPO", ("grpo_distill_rl",)),
     Arm("kd", "e", "(e) on-policy distillation: the student samples, the teacher scores", ("kd",)),
+    Arm("okd", "f", "(f) offline KD: SFT on the same samples against the teacher's stored top-k", ("sft_okd",)),
     Arm("teacher", "t", "(t) the teacher: R1-Zero GRPO on the model, before any arm", (TEACHER_STAGE,)),
 )
 ARM = {arm.name: arm for arm in ARM_ROWS}
@@ -96,6 +102,10 @@ ARM = {arm.name: arm for arm in ARM_ROWS}
 ARMS = tuple(arm.name for arm in ARM_ROWS if arm.name != "teacher")
 LABELS = {arm.name: arm.label for arm in ARM_ROWS}
 GRPO_ARMS = tuple(arm.name for arm in ARM_ROWS if arm.stages and STAGE[arm.stages[-1]].module == "grpo.train")
+# The arms whose model an SFT stage trains: an adapter on sft.init_from's base (or merged onto it, with sft.merge).
+SFT_ARMS = tuple(arm.name for arm in ARM_ROWS if arm.stages and STAGE[arm.stages[-1]].module == "distill.sft")
+# The arms that train on the teacher's stored top-k log-probs: with one in compare.arms the generate stage keeps them.
+TOPK_ARMS = ("okd",)
 TEACHER_FROM = ("given", "rl")
 # compare.launcher: how a training stage's processes start (grpo.compare.launch renders each).
 LAUNCHERS = ("plain", "accelerate", "srun")

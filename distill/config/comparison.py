@@ -12,8 +12,14 @@ class CompareSection:
 
     # a: the student as is; b: SFT on the teacher's rejection-sampled data (distillation); c: GRPO on the same
     # prompts (RL); d: distillation then GRPO; kd: on-policy distillation from the teacher (distill.kd: the student
-    # samples, the teacher scores every token) -- it needs the teacher's weights here and its vocabulary.
+    # samples, the teacher scores every token) -- it needs the teacher's weights here and its vocabulary; okd: offline
+    # KD (f), SFT on arm b's very samples with the KD loss on the teacher's top-k log-probs kept by the same teacher
+    # pass (distill.training.offline_kd) -- it needs the teacher's tokenizer.
     arms: list[str] = field(default_factory=lambda: ["base", "distill", "rl", "distill_rl"])
+    # The okd arm's sft.kd_weight: its loss is (1 - w) x cross-entropy + w x KL(teacher || student) over the stored
+    # top-k (1: KD only). Arm b trains on the same rows with cross-entropy alone. With okd in arms the generate stage
+    # keeps the top generate.teacher_logprobs log-probs per token (20 when that is unset).
+    offline_kd_weight: float = 0.5
     # Where the teacher comes from. given: generate.teacher (else the student itself: self-distillation). rl: R1's
     # order -- first R1-Zero GRPO on model.name (grpo.train grpo.target=teacher with the recipe's grpo section,
     # teacher_max_steps capping it), then arms b, d and kd learn from that teacher while c runs GRPO on the

@@ -123,7 +123,8 @@ class GenerateConfig:
     # Keep the teacher's k most likely next tokens and their log-probs at every generated token (vLLM's logprobs=k;
     # a vLLM server gives them as ids with return_tokens_as_token_ids), so that distill.sft can distil from the same
     # pass (sft.kd_weight). The log-probs are raw: the model's own distribution at temperature 1, before the
-    # sampling's temperature and top-p. None or 0: off.
+    # sampling's temperature and top-p. None or 0: off (grpo.compare's generate stage asks for 20 when its okd arm
+    # runs and this is unset).
     teacher_logprobs: int | None = None
 
 

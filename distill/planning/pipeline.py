@@ -187,10 +187,11 @@ def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset())
             kd = dataclasses.replace(cfg.kd, init_from=None, prompts=cfg.generate.prompts)
             plan_kd(ctx, part, kd, teacher=teacher_name(cfg) if c.teacher_from == "given" else cfg.model.name)
         parts.append(part)
-    if {"distill", "distill_rl"} & set(arms) and {"base", "rl", "kd"} & set(arms) and sft_base(cfg) != cfg.model.name:
+    on_sft_base = ("distill", "distill_rl", "okd")  # arms whose model is an adapter trained by distill.sft
+    if set(on_sft_base) & set(arms) and {"base", "rl", "kd"} & set(arms) and sft_base(cfg) != cfg.model.name:
         sp.problems.append(
             problem(
-                f"compare: arms (b, d) distill into sft.init_from={cfg.sft.init_from} (arm (d) trains its adapter on "
+                f"compare: arms (b, d, f) distill into sft.init_from={cfg.sft.init_from} (arm (d) trains its adapter on "
                 f"that base) but arms (a, c, e) use model.name={cfg.model.name}: the arms do not share one student",
                 "model.name",
                 "sft.init_from",
@@ -198,7 +199,7 @@ def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset())
         )
     models: dict[str, list[str]] = {}
     for arm in arms:  # an arm's model is an adapter on its student's base: that base is what the engine loads
-        model = sft_base(cfg) if arm in ("distill", "distill_rl") else cfg.model.name
+        model = sft_base(cfg) if arm in on_sft_base else cfg.model.name
         if not (model == cfg.model.name and "eval" in planned):
             models.setdefault(model, []).append(ARM[arm].letter)
     for model, letters in models.items():

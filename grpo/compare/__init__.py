@@ -7,6 +7,8 @@ The arms, on the same student, the same prompts and the same evaluation:
     rl          (c) GRPO on the student with the prompts the teacher was given (grpo.train target=student)
     distill_rl  (d) distillation, then GRPO from the distilled adapter
     kd          (e) on-policy distillation (distill.kd): the student samples, the teacher scores every token
+    okd         (f) offline KD: SFT on (b)'s dataset with the KD loss on the teacher's top-k log-probs, kept by the
+                    same teacher pass (generate.teacher_logprobs; sft.kd_weight=compare.offline_kd_weight)
 
 With compare.teacher_from=rl (R1's order, what the CPU recipe does: no stronger model ships offline), the teacher is
 made first -- R1-Zero GRPO on model.name (grpo.train grpo.target=teacher) -- and arms (b), (d) and (e) learn from it
@@ -23,7 +25,8 @@ The package, one concern a module:
     run                    the stage processes, the ledger (stages.json), the rows of the report; main()
     accounting             what each arm spent (tokens, FLOPs, wall time) and the evaluation's size
     analysis               paired statistics and the budget sweep's leaders: pure functions of the rows
-    report                 report/: table.md like Table 6, accuracy-vs-compute and GRPO length plots, compare.json
+    report                 report/: table.md like Table 6, accuracy-vs-compute and GRPO length plots, compare.json;
+                           with eval.budgets, accuracy against the thinking budget per arm (table and plot)
 """
 
 from grpo.compare.run import main

@@ -56,14 +56,19 @@ class Accounts:
         last = max((m["step"] for m in metrics), default=1)
         return [m for m in metrics if m["step"] <= upto], wall * upto / max(last, 1)
 
-    def distill_compute(self, upto: int | None = None):
+    def distill_compute(self, upto: int | None = None, stage: str = "sft"):
+        """The teacher's generation and an SFT stage on its dataset (arm b's sft; arm f's sft_okd). The okd arm counts
+        as SFT: the teacher's top-k log-probs come out of the very forward pass that sampled each token (no extra
+        one), and its KD term -- a KL over k + 1 outcomes per token, from the log-softmax the cross-entropy computes
+        anyway and one more pass over the vocabulary for the tail -- adds about V operations per token (V the
+        vocabulary) against the 6·N of the forward and backward pass: not counted."""
         from distill.compute import generation_compute, sft_compute
 
         teacher = self.params(self.layout.teacher)
         student = self.params(self.cfg.model.name)
         journal = self.layout.dataset / ".work" / "journal.jsonl"
         gen = generation_compute(journal, teacher, self.ledger["generate"]["wall_s"])
-        metrics, wall = self.trained(self.layout.sft_dir, "sft", upto)
+        metrics, wall = self.trained(self.layout.folder(stage), stage, upto)
         return gen + sft_compute(metrics, student, wall)
 
     def distill_flops(self) -> float:
@@ -97,6 +102,7 @@ class Accounts:
             "rl": lambda: self.grpo_compute("rl", upto),
             "distill_rl": lambda: self.distill_compute() + self.grpo_compute("distill_rl", upto),
             "kd": lambda: self.kd_compute(upto),
+            "okd": lambda: self.distill_compute(upto, "sft_okd"),  # the same generation as (b), its own SFT
             "teacher": lambda: self.grpo_compute("teacher"),
         }[arm]()
 

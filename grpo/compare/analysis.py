@@ -30,14 +30,17 @@ def score(row: dict, bench: str) -> tuple[float, float]:
     return r["pass@1"], r["pass@1_stderr"] or 0.0  # None: one problem, or eval.bootstrap=0
 
 
-# The paper's question first (distillation against RL), then each trained arm against what it started from.
+# The paper's question first (distillation against RL), then each trained arm against what it started from; offline
+# KD against arm b, which trains on the same samples without the teacher's top-k (what the stored log-probs add).
 PAIRS = (
     ("distill", "rl"),
     ("kd", "rl"),
     ("kd", "distill"),
+    ("okd", "distill"),
     ("distill", "base"),
     ("rl", "base"),
     ("kd", "base"),
+    ("okd", "base"),
     ("distill_rl", "distill"),
     ("distill_rl", "rl"),
     ("teacher", "base"),

@@ -118,6 +118,12 @@ def statement(rows: dict[str, dict], stats: list[dict]) -> list[str]:
             ratio = rows[arm]["compute"]["flops"] / max(rows["distill"]["compute"]["flops"], 1.0)
             capped = " (its step cap ended it before the budget)" if ratio < 0.95 else ""
             out.append(f"- {name} spent {ratio:.2f}x the FLOPs of distillation (teacher generation included){capped}.")
+    if "distill" in rows and "okd" in rows:
+        ratio = rows["okd"]["compute"]["flops"] / max(rows["distill"]["compute"]["flops"], 1.0)
+        out.append(
+            f"- Offline KD spent {ratio:.2f}x the FLOPs of distillation: the same teacher samples and SFT steps (not "
+            "matched to a budget: equal by construction); its top-k log-probs came out of the sampling pass itself."
+        )
     if "teacher" in rows:
         c = rows["teacher"]["compute"]
         out.append(
@@ -177,6 +183,64 @@ def sweep_table(rows: dict[str, dict], leaders: list[dict]) -> str:
             lead += "" if resolved(d) else ": not resolved"
         lines.append(f"| {entry['fraction']:.0%} | {bench} | " + " | ".join(cells) + f" | {lead} |")
     return "\n".join(lines)
+
+
+def budget_curves(rows: dict[str, dict]) -> dict[str, dict[str, dict[int, dict]]]:
+    """Benchmark -> arm -> budget -> its point (distill.eval's budget_curve rows), for the arms' final models that
+    have one (eval.budgets); {} without."""
+    curves: dict[str, dict[str, dict[int, dict]]] = {}
+    for arm, row in arms_only(rows).items():
+        for bench, points in (row["results"].get("budget_curve") or {}).items():
+            curves.setdefault(bench, {})[arm] = {p["budget"]: p for p in points}
+    return curves
+
+
+def budget_table(rows: dict[str, dict]) -> str:
+    """One line per arm and benchmark: pass@1 ± stderr at each thinking budget, then without forcing ("" when no
+    row has a budget curve)."""
+    curves = budget_curves(rows)
+    if not curves:
+        return ""
+    budgets = sorted({b for at in curves.values() for points in at.values() for b in points})
+    lines = ["| arm | benchmark | " + " | ".join(f"{b:,} tokens" for b in budgets) + " | no forcing |"]
+    lines.append("|---|---|" + "---|" * (len(budgets) + 1))
+    for bench, at in curves.items():
+        for arm, points in at.items():
+            cells = []
+            for budget in budgets:
+                p = points.get(budget)
+                stderr = "" if p is None or p["pass@1_stderr"] is None else f" ± {_points(p['pass@1_stderr'])}"
+                cells.append("–" if p is None else f"{_points(p['pass@1'])}{stderr}")
+            full, se = score(rows[arm], bench)
+            label = rows[arm]["label"].split(" ", 1)[0]
+            lines.append(f"| {label} | {bench} | " + " | ".join(cells) + f" | {_points(full)} ± {_points(se)} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_budget(rows: dict[str, dict], path: Path) -> None:
+    """pass@1 against the thinking budget, a curve per arm and a panel per benchmark (eval.budgets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = budget_curves(rows)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+    for ax, (bench, at) in zip(axes[0], curves.items(), strict=True):
+        for arm, points in at.items():
+            x = sorted(points)
+            y = [100 * points[b]["pass@1"] for b in x]
+            err = [200 * (points[b]["pass@1_stderr"] or 0.0) for b in x]
+            ax.errorbar(x, y, yerr=err, fmt="o-", capsize=4, label=rows[arm]["label"])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("thinking budget (tokens, log)")
+        ax.set_ylabel("pass@1 (%) ± 2 s.e.")
+        ax.set_title(bench)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
@@ -240,6 +304,9 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_compute(rows, folder / "accuracy_vs_compute.png")
     plot_grpo_length(rows, folder / "grpo_response_length.png")
+    budgets = budget_table(rows)
+    if budgets:
+        plot_accuracy_vs_budget(rows, folder / "accuracy_vs_budget.png")
     c = cfg.compare
     stats = paired_statistics(rows, c.bootstrap, cfg.seed, c.confidence)
     leaders = sweep_leaders(rows, c.bootstrap, cfg.seed, c.confidence)
@@ -254,7 +321,14 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
         f"Student `{student}`, teacher `{teacher}`; every arm evaluated with distill.eval (pass@1 over k samples "
         "± bootstrap standard error, cons@k by majority vote). Compute: 2·N FLOPs per generated token (teacher "
         "generation, GRPO and on-policy rollouts) and per token a teacher scores, 6·N per trained token; wall time "
-        "includes model loading.",
+        "includes model loading."
+        + (
+            " Offline KD (f) counts as SFT: the teacher's top-k log-probs come out of its sampling pass (no second "
+            "forward pass), and its KL over k + 1 outcomes per token (about V operations, V the vocabulary) is "
+            "negligible beside 6·N."
+            if "okd" in rows
+            else ""
+        ),
         "",
         table(rows),
         "",
@@ -279,6 +353,22 @@ def write_report(cfg: Config, rows: dict[str, dict], folder: Path) -> Path:
                 "",
             ]
             if leaders
+            else []
+        ),
+        *(
+            [
+                "## Accuracy against the thinking budget",
+                "",
+                "Each arm's model with its reasoning cut at each budget (thinking tokens), closed and made to answer "
+                "(s1's budget forcing, eval.budgets; distill/budget.py), pass@1 ± standard error on the same problems; "
+                "no forcing: the table above.",
+                "",
+                budgets,
+                "",
+                "![accuracy against the thinking budget](accuracy_vs_budget.png)",
+                "",
+            ]
+            if budgets
             else []
         ),
         "## What this evaluation can show",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from distill.compare_table import ARM, STAGE, TEACHER_STAGE
+from distill.compare_table import ARM, SFT_ARMS, STAGE, TEACHER_STAGE, TOPK_ARMS
 from distill.config import Config, teacher_name
 from grpo.compare.servers import Served
 
@@ -23,6 +23,11 @@ TEACHER_STAGES = (TEACHER_STAGE, "generate")
 def _name(stage: str) -> str:
     """The run name (or dataset name) a stage's output folder ends in: the table's `produces`."""
     return Path(STAGE[stage].produces).name
+
+
+# The teacher's top-k the generate stage keeps for the okd arm when generate.teacher_logprobs is unset: vLLM's
+# default cap on logprobs (a server needs --max-logprobs for more), and past ~20 the tail holds little mass.
+OKD_TOPK = 20
 
 
 class Layout:
@@ -69,9 +74,9 @@ class Layout:
         """What distill.eval loads for an arm: the student, or the adapter (merged/ when SFT wrote one)."""
         if arm == "base":
             return self.cfg.model.name
-        if arm == "distill":
-            merged = self.sft_dir / "merged"
-            return str(merged if merged.is_dir() else self.sft_dir)
+        if arm in SFT_ARMS:
+            merged = self.train_dir(arm) / "merged"
+            return str(merged if merged.is_dir() else self.train_dir(arm))
         return str(self.train_dir(arm))
 
     def settings_file(self, stage: str) -> Path:
@@ -108,9 +113,15 @@ def stage_config(
                 engine, kind="openai", urls=served.urls, served_model=served.served_model or engine.served_model
             )
             generate = replace(generate, engine=engine)
+        if any(arm in c.arms for arm in TOPK_ARMS):  # the same pass keeps them: no second one for the okd arm
+            generate = replace(generate, teacher_logprobs=cfg.generate.teacher_logprobs or OKD_TOPK)
         return replace(out, generate=replace(generate, teacher=teacher))
-    if stage == "sft":
-        sft = replace(cfg.sft, dataset=str(layout.dataset), run_name=_name(stage))
+    if stage in ("sft", "sft_okd"):
+        # Both on the one dataset: arm b with cross-entropy only (the paper's distillation, whatever sft.kd_weight
+        # says), arm f with compare.offline_kd_weight -- unpacked, as the KD loss needs (sft.padding_free still packs
+        # a batch's rows without cutting them).
+        kd = {"kd_weight": c.offline_kd_weight, "packing": False} if stage == "sft_okd" else {"kd_weight": 0.0}
+        sft = replace(cfg.sft, dataset=str(layout.dataset), run_name=_name(stage), **kd)
         return replace(out, sft=_swept(cfg, sft))
     if stage == TEACHER_STAGE:  # R1-Zero on the teacher: the recipe's own grpo section and prompts
         steps = cfg.grpo.max_steps if c.teacher_max_steps is None else c.teacher_max_steps

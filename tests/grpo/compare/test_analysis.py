@@ -107,3 +107,39 @@ def test_arms_are_paired_on_the_problems_both_saw_and_never_on_different_ones():
     shifted["problem_scores"]["gsm8k"] = {f"p{i + 30:03d}": 0.0 for i in range(60)}
     with pytest.raises(DataError, match=r"gsm8k: arms '\(b\)' and '\(a\)' were not evaluated on the same problems"):
         paired_statistics({"distill": rows["distill"], "base": shifted}, resamples=100, seed=0)
+
+
+def _with_curve(row: dict, points: list[tuple[int, float]]) -> dict:
+    """`row` with a budget curve on gsm8k as distill.eval writes it (eval.budgets): (budget, pass@1) points."""
+    curve = [{"budget": b, "pass@1": p, "pass@1_stderr": 0.04, "cons@k": p, "mean_thinking_tokens": b / 2,
+              "mean_answer_tokens": 9.0, "cut_share": 0.5} for b, p in points]  # fmt: skip
+    return {**row, "results": {**row["results"], "budget_curve": {"gsm8k": curve}}}
+
+
+def test_the_report_has_the_okd_row_its_compute_and_a_budget_table_only_with_curves(tmp_path):
+    """Arm f gets its row, its pair against arm b and a sentence on its FLOPs; the accuracy-against-budget table
+    (arms x budgets) and its plot appear when the arms' results carry budget_curve, and not otherwise."""
+    from distill.compare_table import LABELS
+    from distill.recipes import load_config
+    from grpo.compare.report import write_report
+
+    cfg = load_config([f"output_dir={tmp_path}", "compare.bootstrap=500"])
+    rows = {"base": _row(LABELS["base"], list(range(20)), 0.0), "distill": _row(LABELS["distill"], list(range(40)), 10.0),
+            "okd": _row(LABELS["okd"], list(range(44)), 11.0)}  # fmt: skip
+    plain = write_report(cfg, rows, tmp_path / "plain")
+    text = (plain / "table.md").read_text()
+    assert f"| {LABELS['okd']} | 55.0 ± 5.0 | 55.0 |" in text and "| (f) − (b) | gsm8k | 80 | +5.0 |" in text
+    assert "- Offline KD spent 1.10x the FLOPs of distillation" in text
+    assert "Offline KD (f) counts as SFT" in text
+    assert "thinking budget" not in text and not (plain / "accuracy_vs_budget.png").exists()
+
+    curves = {"base": [(128, 0.1), (512, 0.2)], "distill": [(128, 0.3), (512, 0.45)], "okd": [(512, 0.5)]}
+    rows = {arm: _with_curve(row, curves[arm]) for arm, row in rows.items()}
+    folder = write_report(cfg, rows, tmp_path / "budgets")
+    text = (folder / "table.md").read_text()
+    assert "## Accuracy against the thinking budget" in text
+    assert "| arm | benchmark | 128 tokens | 512 tokens | no forcing |" in text
+    assert "| (b) | gsm8k | 30.0 ± 4.0 | 45.0 ± 4.0 | 50.0 ± 5.0 |" in text
+    assert "| (f) | gsm8k | – | 50.0 ± 4.0 | 55.0 ± 5.0 |" in text  # a budget its evaluation did not run
+    assert "![accuracy against the thinking budget](accuracy_vs_budget.png)" in text
+    assert (folder / "accuracy_vs_budget.png").stat().st_size > 1000

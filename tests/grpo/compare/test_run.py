@@ -19,7 +19,7 @@ from distill.compute import grpo_compute, parameter_count
 
 # Served model name (a path) -> probability of a right answer. The extremes are certain and the draw is seeded by the
 # request's seed and the matched key (not the tmp path), so the ordering the test asserts does not depend on luck.
-SKILL = (("the-teacher", 1.0), ("sft/distill", 1.0), ("grpo/", 0.5), ("", 0.0))
+SKILL = (("the-teacher", 1.0), ("sft/distill", 1.0), ("sft/okd", 1.0), ("grpo/", 0.5), ("", 0.0))
 
 
 def answer_by_skill(body: dict) -> str:
@@ -241,6 +241,87 @@ def test_r1_order_makes_the_teacher_by_rl_then_distills_it_on_policy(tiny_llama,
     assert "## Along each run (the budget sweep)" in text and "| 50% | synthetic |" in text
     assert "'loss'" in (root / "logs" / "kd.stdout").read_text()  # TRL's step lines, kept out of the comparison's
     assert "kd@0.5" not in text.split("## What the numbers show")[0]  # Table 6 holds the arms' final models only
+
+
+def topk_reply(tokenizer):
+    """What a vLLM server adds to answer_by_skill's reply when asked for log-probs with token ids: each token of the
+    reply as "token_id:N" with a made-up top-k (the token itself most likely), as distill.engines.openai_server
+    reads them."""
+
+    def top(i: int, k: int) -> list[dict]:  # the sampled token at -0.1 nats, the rest far below: a tail mass > 0
+        vocab = len(tokenizer)
+        return [{"token": f"token_id:{(i + r) % vocab}", "logprob": -0.1 if r == 0 else -5.0 - r, "bytes": None}
+                for r in range(k)]  # fmt: skip
+
+    def logprobs(body: dict, content: str) -> dict:
+        ids = tokenizer.encode(content, add_special_tokens=False)
+        return {"content": [{"token": f"token_id:{i}", "logprob": -0.1, "bytes": None,
+                             "top_logprobs": top(i, body["top_logprobs"])} for i in ids]}  # fmt: skip
+
+    return logprobs
+
+
+@pytest.mark.slow
+def test_offline_kd_arm_trains_on_the_distill_arms_samples_and_the_teachers_topk(tiny_llama, tmp_path, fake_server):
+    """compare.arms with okd: the one generate stage asks the teacher for its top-20 log-probs; arm f's SFT (kd_weight
+    = compare.offline_kd_weight, its KL logged) and arm b's (cross-entropy only) read that one dataset; arm f's row
+    and compute (the teacher's sampling + its own SFT) are in the report."""
+    from transformers import AutoTokenizer
+
+    from distill.compute import parameter_count
+    from grpo import compare
+
+    server = fake_server(reply=answer_by_skill)
+    with_topk = topk_reply(AutoTokenizer.from_pretrained(tiny_llama))
+    plain_answer = server.answer
+
+    def answer(body: dict):
+        status, payload = plain_answer(body)
+        if status == 200 and body.get("logprobs"):
+            payload["choices"][0]["logprobs"] = with_topk(body, payload["choices"][0]["message"]["content"])
+        return status, payload
+
+    server.answer = answer
+    out = tmp_path / "out"
+    argv = [f"model.name={tiny_llama}", f"output_dir={out}", "compare.arms=[base,distill,okd]",
+            "compare.teacher_from=given", "compare.match_budget=false", "compare.sweep=[]",
+            "compare.min_detectable=null", "compare.context_problems=null", "compare.offline_kd_weight=0.6",
+            "generate.prompts.sets=[synthetic]", "generate.prompts.synthetic_per_level=6",
+            "generate.prompts.synthetic_levels=[1]", "generate.sampling.n=2", "generate.sampling.max_tokens=64",
+            "generate.filters.decontaminate=[]", f"generate.teacher={tiny_llama}", "generate.engine.kind=openai",
+            "generate.engine.served_model=the-teacher", f"generate.engine.urls=[{server.url}]",
+            "generate.verify.workers=1", "sft.max_steps=2", "sft.per_device_train_batch_size=2", "sft.max_length=128",
+            "sft.lora.r=4", "eval.prompts.sets=[synthetic]", "eval.prompts.synthetic_per_level=10",
+            "eval.prompts.synthetic_levels=[2]", "eval.sampling.n=2", "eval.sampling.max_tokens=64",
+            "eval.engine.kind=openai", f"eval.engine.urls=[{server.url}]", "eval.verify.workers=1"]  # fmt: skip
+    assert compare.main(argv) == 0
+    root = out / "compare" / "smollm2"
+    teacher_bodies = [b for b in server.bodies if b["model"] == "the-teacher"]
+    assert teacher_bodies and all(b["top_logprobs"] == 20 for b in teacher_bodies)  # one pass, top-k kept
+    assert not any(b.get("logprobs") for b in server.bodies if b["model"] != "the-teacher")  # not at eval
+    ledger = json.loads((root / "stages.json").read_text())
+    assert list(ledger) == ["generate", "sft", "sft_okd", "eval"]
+    settings = {name: yaml.safe_load((root / "stages" / f"{name}.yaml").read_text()) for name in ledger}
+    assert settings["generate"]["generate"]["teacher_logprobs"] == 20
+    dataset = str(root / "datasets" / "teacher")
+    assert settings["sft_okd"]["sft"]["dataset"] == settings["sft"]["sft"]["dataset"] == dataset
+    assert (settings["sft_okd"]["sft"]["kd_weight"], settings["sft"]["sft"]["kd_weight"]) == (0.6, 0.0)
+    okd_metrics = [json.loads(line) for line in (root / "sft" / "okd" / "metrics.jsonl").read_text().splitlines()]
+    assert len(okd_metrics) == 2 and all(m["kd_kl"] > 0 for m in okd_metrics)  # it trained on the stored top-k
+    assert "kd_kl" not in (root / "sft" / "distill" / "metrics.jsonl").read_text()
+
+    report = json.loads((root / "report" / "compare.json").read_text())
+    arms = report["arms"]
+    assert list(arms) == ["base", "distill", "okd"] and arms["okd"]["model"] == str(root / "sft" / "okd" / "merged")
+    params = parameter_count(tiny_llama)
+    okd, distill = arms["okd"]["compute"], arms["distill"]["compute"]
+    assert okd["generated_tokens"] == distill["generated_tokens"] > 0  # one teacher pass, counted in both arms
+    assert okd["trained_tokens"] == okd_metrics[-1]["num_tokens"] > 0
+    assert okd["flops"] == pytest.approx(2 * params * okd["generated_tokens"] + 6 * params * okd["trained_tokens"])
+    assert arms["okd"]["results"]["benchmarks"]["synthetic"]["pass@1"] == 1.0  # its own model was evaluated
+    assert {(s["a"], s["b"]) for s in report["paired"]} >= {("okd", "distill"), ("okd", "base")}
+    text = (root / "report" / "table.md").read_text()
+    assert f"| {LABELS['okd']} |" in text and "- Offline KD spent " in text
 
 
 def test_kd_without_a_teacher_other_than_the_student_is_refused(tmp_path, capsys):

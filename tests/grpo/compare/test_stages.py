@@ -27,6 +27,8 @@ from grpo.compare.stages import Layout, stage_config, write_settings
         ("kd", "given", False, ("kd",)),
         ("kd", "rl", True, ("grpo_teacher", "generate", "sft", "kd")),
         ("teacher", "rl", False, ("grpo_teacher",)),
+        ("okd", "given", True, ("generate", "sft_okd")),  # arm b's dataset, not arm b's SFT
+        ("okd", "rl", False, ("grpo_teacher", "generate", "sft_okd")),
     ],
 )
 def test_an_arm_runs_what_its_stages_need_first(arm, teacher_from, match_budget, expected):
@@ -35,7 +37,7 @@ def test_an_arm_runs_what_its_stages_need_first(arm, teacher_from, match_budget,
 
 def test_the_table_is_whole():
     """Every arm's stages are in the table, every stage's entry point exists, and every stage has settings."""
-    assert [a for a in ARMS if taught(a)] == ["distill", "distill_rl", "kd"]
+    assert [a for a in ARMS if taught(a)] == ["distill", "distill_rl", "kd", "okd"]
     assert {s for arm in ARM.values() for s in arm.stages} | {"generate", "eval", "eval_context"} == set(STAGE)
     cfg = load_config(["output_dir=out"])
     layout = Layout(cfg)
@@ -89,6 +91,76 @@ def test_the_teacher_made_by_rl_is_what_the_taught_stages_learn_from(tmp_path):
     assert (made.target, made.run_name, made.max_steps, made.init_from) == ("teacher", "teacher", 2, None)
 
 
+def test_the_okd_arm_trains_on_arm_bs_dataset_with_the_teachers_topk(tmp_path):
+    """With okd in compare.arms the one generate stage keeps the teacher's top-k (20, or generate.teacher_logprobs);
+    arm f's SFT reads the very dataset arm b's does, with compare.offline_kd_weight and unpacked, while arm b stays
+    cross-entropy only and as the recipe packs it."""
+    base = [f"output_dir={tmp_path}", "sft.packing=true"]
+    cfg = load_config([*base, "compare.arms=[base,distill,okd]", "compare.offline_kd_weight=0.7"])
+    layout = Layout(cfg)
+    assert stage_config(cfg, layout, "generate").generate.teacher_logprobs == 20
+    distill, okd = stage_config(cfg, layout, "sft").sft, stage_config(cfg, layout, "sft_okd").sft
+    assert okd.dataset == distill.dataset == str(layout.dataset)
+    assert (distill.kd_weight, distill.packing, distill.run_name) == (0.0, True, "distill")
+    assert (okd.kd_weight, okd.packing, okd.run_name) == (0.7, False, "okd")
+    settings = stage_config(cfg, layout, "sft_okd")
+    loaded = load_config([f"recipe={write_settings(settings, layout.settings_file('sft_okd'))}"])
+    assert dataclasses.replace(loaded, recipe=settings.recipe) == settings  # sft.packing=false passes sft's checks
+    assert layout.model_of("okd") == str(layout.root / "sft" / "okd")
+    (layout.root / "sft" / "okd" / "merged").mkdir(parents=True)
+    assert layout.model_of("okd") == str(layout.root / "sft" / "okd" / "merged")
+
+    asked = load_config([*base[:1], "compare.arms=[okd]", "generate.teacher_logprobs=5"])
+    assert stage_config(asked, Layout(asked), "generate").generate.teacher_logprobs == 5
+    without = load_config([*base[:1], "compare.arms=[base,distill]", "sft.kd_weight=0.3"])
+    assert stage_config(without, Layout(without), "generate").generate.teacher_logprobs is None
+    assert stage_config(without, Layout(without), "sft").sft.kd_weight == 0.0  # arm b is the paper's SFT
+
+
+@pytest.mark.parametrize("weight", ["0", "1.5"])
+def test_an_offline_kd_weight_outside_its_range_is_refused(weight):
+    from distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compare.offline_kd_weight"):
+        load_config([f"compare.offline_kd_weight={weight}"])
+
+
+def test_the_eval_stages_keep_the_thinking_budgets(tmp_path):
+    cfg = load_config([f"output_dir={tmp_path}", "eval.budgets=[64,256]", "eval.engine.kind=vllm"])
+    layout = Layout(cfg)
+    for stage in ("eval", "eval_context"):
+        settings = stage_config(cfg, layout, stage, models=["okd=x"])
+        loaded = load_config([f"recipe={write_settings(settings, layout.settings_file(stage))}"])
+        assert loaded.eval.budgets == [64, 256] and loaded.eval.models == ["okd=x"]
+
+
+def test_okd_compute_is_the_teachers_generation_and_its_own_sft(tmp_path, monkeypatch):
+    """Arm f is counted as arm b is: the teacher's sampling (top-k kept in the same pass: nothing more) and 6·N per
+    token its SFT trained; the budget of the budgeted stages stays arm b's."""
+    import json
+
+    from grpo.compare.accounting import Accounts
+
+    cfg = load_config([f"output_dir={tmp_path}", "compare.arms=[distill,okd]", "compare.teacher_from=given",
+                      "generate.teacher=big"])  # fmt: skip
+    layout = Layout(cfg)
+    journal = layout.dataset / ".work" / "journal.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps({"samples": [{"num_tokens": 30}, {"num_tokens": 70}]}) + "\n")
+    for stage, tokens in (("sft", 400), ("sft_okd", 380)):  # okd drops over-long rows where b may cut them
+        layout.folder(stage).mkdir(parents=True)
+        lines = [{"step": 1, "num_tokens": tokens // 2}, {"step": 2, "num_tokens": tokens}]
+        (layout.folder(stage) / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    ledger = {"generate": {"wall_s": 10.0}, "sft": {"wall_s": 4.0}, "sft_okd": {"wall_s": 6.0}}
+    accounts = Accounts(cfg, layout, ledger)
+    monkeypatch.setattr(Accounts, "params", lambda self, name: 1000 if name == "big" else 10)
+    okd = accounts.compute("okd")
+    assert (okd.generated_tokens, okd.trained_tokens, okd.wall_s) == (100, 380, 16.0)
+    assert okd.flops == 2 * 1000 * 100 + 6 * 10 * 380
+    assert accounts.compute("okd", upto=1).trained_tokens == 190  # a sweep point: its steps so far
+    assert accounts.distill_flops() == accounts.compute("distill").flops == 2 * 1000 * 100 + 6 * 10 * 400
+
+
 def test_help_lists_every_stage_and_its_keys(capsys):
     from grpo.compare import main
 
@@ -97,6 +169,7 @@ def test_help_lists_every_stage_and_its_keys(capsys):
     for stage in STAGES:
         assert f"  {stage.name} " in out and stage.help in out
     assert "kd.teacher=" in out and "kd  " in out  # the kd arm's stage and section
+    assert "compare.offline_kd_weight=" in out and "  okd        (f) offline KD" in out
 
 
 def test_an_eval_sized_by_the_difference_to_resolve():
