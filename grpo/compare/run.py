@@ -321,7 +321,10 @@ def compare_rows(cfg: Config) -> tuple[dict[str, dict], Path]:
     return rows, write_report(cfg, rows, run.root / "report")
 
 
-SUMMARY = "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO, on-policy KD."
+SUMMARY = (
+    "The DeepSeek-R1 Table 6 comparison on one student: as is, distilled, GRPO, distilled + GRPO, on-policy KD, "
+    "offline KD."
+)
 
 
 def help_summary() -> str:
@@ -343,7 +346,8 @@ def _compare(cfg: Config, argv: list[str]) -> int:
     # The table and its reading, without the markdown image links (their files are listed below).
     print("\n".join(line for line in table.splitlines() if not line.startswith("![")).rstrip() + "\n")
     print(f"report: {report / 'table.md'}")
-    for name in ("accuracy_vs_compute.png", "grpo_response_length.png", "compare.json", "replicates.json"):
+    for name in ("accuracy_vs_compute.png", "accuracy_vs_budget.png", "grpo_response_length.png", "compare.json",
+                 "replicates.json"):  # fmt: skip
         if (report / name).is_file():
             print(f"        {report / name}")
     return 0
