@@ -206,4 +206,8 @@ class KDSection(TrainingFields):
     # grpo.use_vllm): None (auto) where vllm is installed.
     use_vllm: bool | None = None
     vllm_gpu_memory_utilization: float = 0.3
+    # Padding-free forwards (distill.training.packing): the student's and a local teacher's passes over the samples
+    # see each prompt + completion without pad tokens, laid end to end with position ids restarting per sequence,
+    # instead of TRL's batch padded to the longest; the loss is TRL's (or the served teacher's). false: TRL's padding.
+    padding_free: bool = True
     lora: LoraSection = field(default_factory=lambda: LoraSection(dropout=0.0))

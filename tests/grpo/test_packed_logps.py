@@ -15,8 +15,10 @@ from tiny_runs import grpo_argv
 from trl import GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
+from distill.training import packing
+from distill.training.packing import row_groups
 from grpo import packed
-from grpo.packed import PackedGRPOTrainer, row_groups
+from grpo.packed import PackedGRPOTrainer
 
 PROMPTS = [5, 9, 3, 7]  # real prompt tokens per row, left-padded to 9
 COMPLETIONS = [6, 2, 4, 1]  # real completion tokens per row, right-padded to 6 (rows 2-4 end early)
@@ -81,7 +83,7 @@ def test_packed_log_probs_and_entropies_equal_the_padded_ones_in_fp32(
     tiny_llama, pad_id, batch_size, one_row, monkeypatch
 ):
     if one_row:
-        monkeypatch.setattr(packed, "packs_without_limit", lambda model: True)
+        monkeypatch.setattr(packing, "packs_without_limit", lambda model: True)
     batch = uneven_batch(pad_id)
     with torch.no_grad():
         out = both_passes(bare_trainer(), policy(tiny_llama, torch.float32), batch, batch_size)
@@ -117,7 +119,7 @@ def test_no_sequence_sees_its_neighbours_in_the_packed_row(tiny_llama, pad_id, m
     """New tokens in row 0 leave every other row's log-probs as they were; with positions counting on across the
     row instead of restarting (monkeypatched below), transformers sees one long sequence and they change. All four
     rows share one forward here (as under flash attention); under sdpa rows as wide as these go one per forward."""
-    monkeypatch.setattr(packed, "packs_without_limit", lambda model: True)
+    monkeypatch.setattr(packing, "packs_without_limit", lambda model: True)
     model, trainer = policy(tiny_llama, torch.float32), bare_trainer()
     batch, changed = uneven_batch(pad_id), uneven_batch(pad_id)
     changed[0][0], changed[2][0] = uneven_batch(pad_id, seed=1)[0][0], uneven_batch(pad_id, seed=1)[2][0]
