@@ -118,7 +118,7 @@ def test_packed_log_probs_in_bf16_are_as_close_to_fp32_as_the_padded_ones(tiny_l
 def test_no_sequence_sees_its_neighbours_in_the_packed_row(tiny_llama, pad_id, monkeypatch):
     """New tokens in row 0 leave every other row's log-probs as they were; with positions counting on across the
     row instead of restarting (monkeypatched below), transformers sees one long sequence and they change. All four
-    rows share one forward here (as under flash attention); under sdpa rows as wide as these go one per forward."""
+    rows share one forward here (as under flash attention); under sdpa only the last two would (15 tokens in all)."""
     monkeypatch.setattr(packing, "packs_without_limit", lambda model: True)
     model, trainer = policy(tiny_llama, torch.float32), bare_trainer()
     batch, changed = uneven_batch(pad_id), uneven_batch(pad_id)
