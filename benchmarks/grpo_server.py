@@ -85,7 +85,9 @@ def main(argv: list[str]) -> None:
     )
     for side, r in results.items():
         phases = r["phases_s_per_step"]
-        sync, generation = (phases.get(f"GRPOTrainer.{k}", 0.0) for k in ("sync_weights", "vLLM.generate"))
+        # TRL names a phase "<trainer class>.<phase>"; the class is GRPOTrainer or a subclass (grpo.packed).
+        by_phase = {name.split(".", 1)[-1]: seconds for name, seconds in phases.items()}
+        sync, generation = (by_phase.get(k, 0.0) for k in ("sync_weights", "vLLM.generate"))
         print(
             f"vLLM {side:9s} {r['s_per_step']:6.1f} s/step  weight sync {sync:5.2f} s/step  "
             f"generation {generation:5.1f} s/step  (start-up {r['startup_s']:.0f} s)"

@@ -119,6 +119,10 @@ def build_trainer(cfg: Config, dataset, out: Path):
         trainer_class, teacher_kwargs = DistillationTrainer, {"teacher_model": teacher}
     if not served or Path(teacher).is_dir():
         check_vocabularies(model, teacher)
+    if cfg.kd.padding_free:
+        from distill.training.packing import padding_free
+
+        trainer_class = padding_free(trainer_class)
     tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
     metrics = MetricsLog(out / "metrics.jsonl", renamed=LOGGED)
     spent = spending(cfg, metrics, base, teacher)

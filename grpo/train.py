@@ -70,14 +70,12 @@ def eos_ids(model, tokenizer) -> set[int]:
 def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, int | None]:
     """Load the policy, build rewards, monitor and trainer, and train with the shared callbacks (a checkpoint on
     SIGTERM among them); returns the trainer and, when a signal stopped it, the exit status (training.callbacks.fit)."""
-    from trl import GRPOTrainer
-
     from distill.training.callbacks import fit, training_callbacks
     from distill.training.trainee import trainee_reference
     from distill.training.trl_args import grpo_args, use_vllm
     from distill.verifiers.pool import VerifierPool
-    from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
     from grpo.monitor import Detector, GRPOMonitor
+    from grpo.packed import trainer_class
     from grpo.policy import load_policy, policy_path
     from grpo.rewards import build_reward_funcs
 
@@ -119,7 +117,7 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
 
         callbacks, stop = training_callbacks(g, monitor, spent, trainee_reference(cfg, g.init_from))
         dynamic = {"max_rounds": g.dynamic_sampling_max_rounds} if g.dynamic_sampling else {}
-        trainer = (DynamicSamplingGRPOTrainer if dynamic else GRPOTrainer)(
+        trainer = trainer_class(g.padding_free, g.dynamic_sampling)(
             model=model,
             reward_funcs=funcs,
             args=args,

@@ -131,6 +131,11 @@ class GRPOSection(TrainingFields):
     # rest of the batch is the first round's zero-variance groups with advantage 0, so the batch keeps its size.
     dynamic_sampling: bool = False
     dynamic_sampling_max_rounds: int = 4
+    # Padding-free log-prob passes (grpo/packed.py): the policy's, the old policy's and the reference's forwards see
+    # each prompt + completion without pad tokens, laid end to end with position ids restarting per sequence, instead
+    # of TRL's batch padded to the longest prompt and completion; the log-probs are the same (to rounding) and the
+    # loss is TRL's. false: TRL's padded forwards.
+    padding_free: bool = True
     # R1's 3e-6 is for full fine-tuning; LoRA wants about 10x that ("LoRA without regret", Schulman et al. 2025).
     learning_rate: float = 3.0e-5
     # Completions per device per micro-batch; prompts per optimizer step = batch * accumulation * devices / G.
@@ -218,4 +223,8 @@ class KDSection(TrainingFields):
     # grpo.use_vllm): None (auto) where vllm is installed.
     use_vllm: bool | None = None
     vllm_gpu_memory_utilization: float = 0.3
+    # Padding-free forwards (distill.training.packing): the student's and a local teacher's passes over the samples
+    # see each prompt + completion without pad tokens, laid end to end with position ids restarting per sequence,
+    # instead of TRL's batch padded to the longest; the loss is TRL's (or the served teacher's). false: TRL's padding.
+    padding_free: bool = True
     lora: LoraSection = field(default_factory=lambda: LoraSection(dropout=0.0))
