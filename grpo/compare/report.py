@@ -232,15 +232,9 @@ def plot_accuracy_vs_budget(rows: dict[str, dict], path: Path) -> None:
             y = [100 * points[b]["pass@1"] for b in x]
             err = [200 * (points[b]["pass@1_stderr"] or 0.0) for b in x]
             ax.errorbar(x, y, yerr=err, fmt="o-", capsize=4, label=rows[arm]["label"])
+        _pass_at_1_axes(ax, bench, "thinking budget (tokens, log)")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("thinking budget (tokens, log)")
-        ax.set_ylabel("pass@1 (%) ± 2 s.e.")
-        ax.set_title(bench)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, axes, path)
 
 
 def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
@@ -267,11 +261,21 @@ def plot_accuracy_vs_compute(rows: dict[str, dict], path: Path) -> None:
             x = [r["compute"]["flops"] for r in points]
             y, err = zip(*(score(r, bench) for r in points), strict=True)
             ax.errorbar(x, [100 * v for v in y], yerr=[200 * e for e in err], fmt="o-", capsize=4, label=final["label"])
+        _pass_at_1_axes(ax, bench, "compute (FLOPs, log)")
         ax.set_xscale("log")
-        ax.set_xlabel("compute (FLOPs, log)")
-        ax.set_ylabel("pass@1 (%) ± 2 s.e.")
-        ax.set_title(bench)
-        ax.grid(alpha=0.3)
+    _save(fig, axes, path)
+
+
+def _pass_at_1_axes(ax, bench: str, xlabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pass@1 (%) ± 2 s.e.")
+    ax.set_title(bench)
+    ax.grid(alpha=0.3)
+
+
+def _save(fig, axes, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
