@@ -18,6 +18,7 @@ KD term to its loss, so LoRA, QLoRA, full fine-tuning, padding-free batches and 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -144,8 +145,11 @@ def topk_kl(student_logprobs: torch.Tensor, ids: torch.Tensor, teacher_logprobs:
     p_top = teacher_logprobs.float().exp()
     p_tail = (1 - p_top.sum(-1)).clamp(min=0)  # float16 rounding can push the sum a little above 1
     # The student's mass outside the teacher's k ids, from its logits rather than 1 - sum(exp): exact when tiny.
-    lowest = torch.finfo(student_logprobs.dtype).min
-    q_tail = student_logprobs.scatter(-1, ids, lowest).logsumexp(-1)
+    # With the whole support among the k ids the student's tail is empty (log ~ dtype min) while the teacher's stored
+    # mass may still leave 1e-7 of rounding: floored at the log of the smallest normal float, that product stays ~1e-5
+    # instead of 1e31 (it exploded on a CPU whose summation rounded below 1).
+    lowest = torch.finfo(student_logprobs.dtype)
+    q_tail = student_logprobs.scatter(-1, ids, lowest.min).logsumexp(-1).clamp(min=math.log(lowest.tiny))
     top = torch.xlogy(p_top, p_top) - p_top * q_top
     tail = torch.xlogy(p_tail, p_tail) - p_tail * q_tail
     return top.sum(-1) + tail
