@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from distill.compare_table import ARMS, TEACHER_STAGE, stages_of, taught
 from distill.config import Config
 from distill.errors import UserError
 from distill.metrics import seeds_to_detect
@@ -52,10 +53,17 @@ def eval_name(seed: int, shared_teacher: bool, row: str) -> str:
     return f"seed-{seed}.{row}"
 
 
+# The stages that learn from the teacher (every taught arm's, less the teacher's own and its dataset's): from the
+# stage table, so a new taught arm (okd's sft_okd) is covered.
+TAUGHT_STAGES = frozenset(
+    stage for arm in ARMS if taught(arm) for stage in stages_of(arm, "rl") if stage not in (TEACHER_STAGE, "generate")
+)
+
+
 def _check_teacher(run, shared: bool) -> None:
     """A resumed seed folder must have been made with the same compare.share_teacher: its taught arms learnt from
     the teacher it then had."""
-    taught = any(stage in run.ledger for stage in ("sft", "kd", "grpo_distill_rl"))
+    taught = any(stage in run.ledger for stage in TAUGHT_STAGES)
     if (shared and "grpo_teacher" in run.ledger) or (not shared and taught and "grpo_teacher" not in run.ledger):
         raise UserError(
             f"{run.root} was made with compare.share_teacher={str(not shared).lower()}: its arms learnt from "

@@ -216,3 +216,14 @@ def test_the_budget_sweep_checkpoints_the_first_seed_only(tmp_path, fake_stages)
 def test_seeds_must_be_two_or_more_distinct(seeds):
     with pytest.raises(ConfigError, match="compare.seeds"):
         load_config([f"compare.seeds={seeds}"])
+
+
+def test_the_stages_that_learn_from_the_teacher_come_from_the_stage_table():
+    """A resumed seed folder is checked against compare.share_teacher by its taught stages: every taught arm's,
+    the offline-KD arm's included, and never the teacher's own or its dataset's."""
+    from distill.compare_table import ARMS, stages_of, taught
+    from grpo.compare.replicates import TAUGHT_STAGES
+
+    assert {"sft", "sft_okd", "kd", "grpo_distill_rl"} <= TAUGHT_STAGES
+    assert not TAUGHT_STAGES & {"grpo_teacher", "generate", "grpo_rl"}
+    assert all(any(s in TAUGHT_STAGES for s in stages_of(a, "rl")) for a in ARMS if taught(a))
