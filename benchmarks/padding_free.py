@@ -26,11 +26,11 @@ def sampled_lengths(cfg, batches: int) -> list[tuple[list[int], list[int]]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.models import builtin_model_path
+    from distill.models import resolve_model
     from grpo.prompts import collect_prompts, template_name, training_rows
 
     g = cfg.grpo
-    path = builtin_model_path(cfg.model.name) if not Path(cfg.model.name).exists() else cfg.model.name
+    path = resolve_model(cfg.model.name, cfg.model.revision)  # a built-in name, a hub id or a folder
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     rows = training_rows(collect_prompts(cfg), template_name(cfg))
