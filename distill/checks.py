@@ -22,6 +22,7 @@ from distill.training.trainee import METHODS
 TARGETS = ("teacher", "student")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
+DYNAMIC_SAMPLING_METRICS = ("accuracy", "reward")
 # hardware.sharding: the accelerate configs in recipes/accelerate/ (zero3.yaml, fsdp.yaml) and plain DDP; the planner
 # (distill.planning, a layer above this one) models each.
 SHARDING = ("zero3", "fsdp", "ddp")
@@ -148,6 +149,11 @@ def check_grpo(cfg: Config) -> None:
         )
     _resume("grpo.resume", g.resume)
     _at_least("grpo.dynamic_sampling_max_rounds", g.dynamic_sampling_max_rounds, 0)
+    if g.dynamic_sampling_metric not in DYNAMIC_SAMPLING_METRICS:
+        raise ConfigError(
+            f"key 'grpo.dynamic_sampling_metric' must be one of {list(DYNAMIC_SAMPLING_METRICS)}, "
+            f"got {g.dynamic_sampling_metric!r}"
+        )
     if g.init_from and not (Path(g.init_from).is_dir() or "/" in g.init_from):
         raise ConfigError(f"grpo.init_from={g.init_from}: not a folder or hub id")
     names = ("grpo.num_generations", "grpo.temperature", "grpo.top_p", "grpo.max_completion_length")

@@ -6,9 +6,10 @@ until the batch is full of groups with reward variance. Here, in TRL's terms:
 
 - TRL generates once per generation batch (`_generate_and_score_completions`: per_device_train_batch_size x
   steps_per_generation rows per process), then shuffles it and slices it over the accumulation steps. This class
-  overrides that one method: it scores the batch as TRL does, keeps the groups whose weighted reward has a nonzero
-  std (TRL's own test, `isclose(std, 0)`; a group whose completions are all unscorable counts as zero-variance), and
-  while the batch is short, generates another round of a full generation batch of prompts and keeps its informative
+  overrides that one method: it scores the batch as TRL does, keeps the groups whose accuracy reward has a nonzero
+  std (DAPO's filter, verl's `filter_groups.metric=acc`; grpo.dynamic_sampling_metric=reward: the weighted total,
+  shaping included) by TRL's own test, `isclose(std, 0)` (a group whose completions are all unscorable counts as
+  zero-variance), and while the batch is short, generates another round of a full generation batch of prompts and keeps its informative
   groups, until the rows TRL expects are filled. Surplus informative groups of the last round are left out.
 - The extra prompts are drawn from the training dataset, without replacement within a round, by a generator seeded
   from (seed, global step, accumulation micro-step, round): the draw holds no state, so a run resumed from a
@@ -85,9 +86,10 @@ def join_rows(parts: list[tuple[dict, torch.Tensor]], pad_id: int) -> dict:
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that drops zero-variance groups before the loss and refills the batch (module docstring)."""
 
-    def __init__(self, *args, max_rounds: int, **kwargs) -> None:
+    def __init__(self, *args, max_rounds: int, metric: str = "accuracy", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_rounds = max_rounds
+        self.filter_columns, self.filter_weights = self._filter(metric)
         self._last_rewards: torch.Tensor | None = None
         self._warned_cap = False
 
@@ -108,7 +110,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         while rounds <= self.max_rounds and min(taken) < rows:
             batch = inputs if rounds == 0 else self._extra_prompts(rounds, rows)
             out = super()._generate_and_score_completions(batch)
-            zero = zero_variance_groups(self._last_rewards, self.reward_weights, group)
+            rewards = self._last_rewards[:, self.filter_columns]
+            zero = zero_variance_groups(rewards, self.filter_weights, group)
             zero_groups += int(zero.sum())
             zero_rows = zero.repeat_interleave(group).view(world, rows)  # [process, local row]
             if first is None:
@@ -134,6 +137,16 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         metrics[METRIC + "filled_groups"].append(filled / group)
         metrics[METRIC + "effective_share"].append(1 - filled / (rows * world))
         return batch
+
+    def _filter(self, metric: str) -> tuple[list[int], torch.Tensor]:
+        """The reward columns and weights a group must vary in: the accuracy reward alone, or the weighted total."""
+        if metric == "reward":
+            return list(range(len(self.reward_func_names))), self.reward_weights
+        if "accuracy" not in self.reward_func_names:
+            raise ValueError(
+                f"grpo.dynamic_sampling_metric=accuracy needs the accuracy reward; rewards: {self.reward_func_names}"
+            )
+        return [self.reward_func_names.index("accuracy")], torch.ones(1)
 
     def _extra_prompts(self, round_: int, rows: int) -> list[dict]:
         """This process's rows of round `round_`: a generation batch of prompts drawn by a generator seeded from the

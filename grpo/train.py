@@ -116,7 +116,11 @@ def train(cfg: Config, dataset, out: Path, resume: str | None) -> tuple[object, 
             return grpo_compute(monitor.history, params(), per_step).flops
 
         callbacks, stop = training_callbacks(g, monitor, spent, trainee_reference(cfg, g.init_from))
-        dynamic = {"max_rounds": g.dynamic_sampling_max_rounds} if g.dynamic_sampling else {}
+        dynamic = (
+            {"max_rounds": g.dynamic_sampling_max_rounds, "metric": g.dynamic_sampling_metric}
+            if g.dynamic_sampling
+            else {}
+        )
         trainer = trainer_class(g.padding_free, g.dynamic_sampling)(
             model=model,
             reward_funcs=funcs,

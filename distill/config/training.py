@@ -131,6 +131,11 @@ class GRPOSection(TrainingFields):
     # rest of the batch is the first round's zero-variance groups with advantage 0, so the batch keeps its size.
     dynamic_sampling: bool = False
     dynamic_sampling_max_rounds: int = 4
+    # What a group must vary in to be kept: `accuracy` (DAPO's filter, verl's filter_groups.metric=acc): some but not
+    # all of the G completions are correct; `reward`: the weighted total reward, shaping included. Under a continuous
+    # shaping term (overlong, length_target) nearly every group's total varies, so `reward` keeps groups whose only
+    # signal is the shaping: on the smollm2 recipe, a group of four wrong answers of different lengths.
+    dynamic_sampling_metric: str = "accuracy"
     # Padding-free log-prob passes (grpo/packed.py): the policy's, the old policy's and the reference's forwards see
     # each prompt + completion without pad tokens, laid end to end with position ids restarting per sequence, instead
     # of TRL's batch padded to the longest prompt and completion; the log-probs are the same (to rounding) and the

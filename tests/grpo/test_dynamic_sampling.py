@@ -29,15 +29,19 @@ def flat(answer: str) -> bool:
 @pytest.fixture
 def split_reward(monkeypatch):
     """grpo.train's rewards plus one that is 0 for every completion of an even-answer prompt (a flat group) and
-    alternates 0, 1 within the others' groups (their rows come G at a time); `everything_flat` makes all groups flat."""
+    alternates 0, 1 within the others' groups (their rows come G at a time); `everything_flat` makes all groups flat;
+    `as_accuracy` puts it in the accuracy reward's place, under its name."""
     original = rewards.build_reward_funcs
-    mode = {"everything_flat": False}
+    mode = {"everything_flat": False, "as_accuracy": False}
 
     def split(completions, answer, **_):
         return [0.0 if mode["everything_flat"] or flat(a) else float(i % 2) for i, a in enumerate(answer)]
 
     def with_split(*args, **kwargs):
         funcs, weights = original(*args, **kwargs)
+        if mode["as_accuracy"]:
+            split.__name__ = "accuracy"
+            return [split if f.__name__ == "accuracy" else f for f in funcs], weights
         return [*funcs, split], [*weights, 1.0]
 
     monkeypatch.setattr(rewards, "build_reward_funcs", with_split)
@@ -62,7 +66,8 @@ def loss_inputs(monkeypatch):
 
 def _argv(model, out, *extra: str) -> list[str]:
     # 8 prompts, 3 of them with an even answer; a generation batch of 2 prompts x G=4, sliced over 2 accumulation
-    # steps of 4 rows. Only accuracy and format (0 for a random policy) beside the split reward.
+    # steps of 4 rows. Only accuracy and format (0 for a random policy) beside the split reward, so the groups are
+    # judged by the weighted total (metric=reward) unless a test says otherwise.
     return [
         f"model.name={model}",
         f"output_dir={out}",
@@ -82,6 +87,7 @@ def _argv(model, out, *extra: str) -> list[str]:
         "grpo.use_vllm=false",
         "grpo.save_steps=100",
         "grpo.dynamic_sampling=true",
+        "grpo.dynamic_sampling_metric=reward",
         *extra,
     ]
 
@@ -156,9 +162,32 @@ def test_at_the_round_cap_the_batch_is_topped_up_with_flat_groups_of_advantage_z
     assert grpo_generated_tokens(records, 8) == int(sum(r["mean_length"] * 8 * 2 for r in records))
 
 
+@pytest.mark.parametrize("as_accuracy", [False, True])
+def test_by_default_a_group_is_kept_for_its_accuracy_spread_not_its_shaping(
+    tiny_llama, tmp_path, split_reward, loss_inputs, as_accuracy
+):
+    """DAPO's filter (grpo.dynamic_sampling_metric=accuracy): a group whose only spread is in another reward (here the
+    split reward beside accuracy, 0 for the random policy) is flat and left out; the same split as the accuracy reward
+    keeps the odd-answer groups."""
+    from grpo import train
+
+    split_reward["as_accuracy"] = as_accuracy
+    out = tmp_path / "out"
+    argv = _argv(tiny_llama, out, "grpo.max_steps=1", "grpo.run_name=acc", "grpo.dynamic_sampling_max_rounds=1")
+    assert train.main([*argv, "grpo.dynamic_sampling_metric=accuracy"]) == 0
+    (record,) = _metrics(out / "grpo" / "acc")
+    advantages = [a for _, batch in loss_inputs for a in batch]
+    if as_accuracy:
+        assert not any(flat(str(s)) for sums, _ in loss_inputs for s in sums)
+        assert record["effective_share"] == 1.0 and all(abs(a) > 0.5 for a in advantages)
+    else:
+        assert (record["effective_share"], record["filled_groups"]) == (0, 2) and set(advantages) == {0.0}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["grpo.dynamic_sampling_metric=variance"], "key 'grpo.dynamic_sampling_metric' must be one of"),
         (["grpo.dynamic_sampling_max_rounds=-1"], "key 'grpo.dynamic_sampling_max_rounds' must be >= 0, got -1"),
         (["grpo.dynamic_sampling=sometimes"], "grpo.dynamic_sampling"),
     ],
