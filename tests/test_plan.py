@@ -346,3 +346,25 @@ def test_a_models_folder_copy_is_read_from_an_adapter_folder(tmp_path):
     shutil.copy(plan_cli.__file__, folder / "not-a-config.txt")
     with pytest.raises(ConfigError, match="has no config.json"):
         model_shape(str(folder))
+
+
+def _peak(result, stage: str) -> float:
+    (peak,) = [r.gib for r in result.rows if r.stage == stage and r.part.startswith("peak per device")]
+    return peak
+
+
+def test_offline_kd_plans_the_full_vocabulary_logits_alone_and_in_the_okd_arm():
+    """sft.kd_weight > 0 (and the comparison's okd arm, whatever sft.kd_weight says) adds the B x T x vocab logits, their
+    fp32 log-softmax and both gradients to SFT's peak; arm b's SFT on the same data does not."""
+    plain, kd = (plan(load_config(["recipe=qwen7b", *w]), ("sft",))[0] for w in ([], ["sft.kd_weight=0.5"]))
+    (part,) = [r for r in kd.rows if r.part.startswith("offline KD: full-vocabulary logits")]
+    assert not [r for r in plain.rows if r.part.startswith("offline KD")]
+    cfg = load_config(["recipe=qwen7b"])
+    tokens = cfg.sft.per_device_train_batch_size * cfg.sft.max_length
+    assert part.gib == pytest.approx(tokens * 152_064 * (2 * 2 + 4 + 4 + 4) / GIB, rel=1e-3)  # bf16 logits on CUDA
+    assert _peak(kd, "sft") - _peak(plain, "sft") == pytest.approx(part.gib, abs=0.02)
+    arms = ["stage=compare", "compare.arms=[base,distill,okd]", "compare.teacher_from=rl"]
+    (both,) = plan(load_config(["recipe=smollm2", *arms[1:]]), ("compare",))
+    okd = [r.part for r in both.rows if r.stage == "compare/sft_okd"]
+    assert any(p.startswith("offline KD: full-vocabulary logits") for p in okd)
+    assert not [r for r in both.rows if r.stage == "compare/sft" and r.part.startswith("offline KD")]

@@ -16,6 +16,10 @@ Training (TRL's SFTTrainer and GRPOTrainer on transformers + PEFT):
 - LM head: TRL 1.16 scores tokens through a chunked head (trl/kernels/chunked_logprob.py: tiles of 4,096 tokens x
   32,768 vocabulary entries), so the B x T x vocab logits never exist: one tile, fp32 per-token statistics and the
   fp32 gradient of the last hidden states (plus the head's fp32 gradient when it trains);
+- offline KD (sft.kd_weight > 0, grpo.compare's okd arm): the KL to the stored top-k needs the student's whole
+  distribution, so SFT takes the model's full logits (B x T x vocab, compute dtype), their fp32 log-softmax and its
+  gradient, and the logits' gradient (distill.training.offline_kd.token_losses): with a 152k vocabulary that is the
+  largest part of a long-trace step;
 - runtime: the CUDA context and allocator slack (assumed 1 GiB per GPU process), or on CPU the resident size of a
   Python process that has imported torch, transformers, TRL, PEFT and datasets (0.6 GiB measured here) plus slack.
 
@@ -71,6 +75,7 @@ class TrainSetup:
     eager_attention: bool = False
     reference: bool = False  # a frozen full copy of the policy (GRPO, full fine-tuning, beta > 0)
     cuda: bool = True
+    offline_kd: bool = False  # SFT with the KD term on stored top-k log-probs: full-vocabulary logits
 
     @property
     def shards(self) -> int:
@@ -141,6 +146,17 @@ def head_parts(shape: ModelShape, s: TrainSetup) -> list[Part]:
     return [Part("LM head: chunked log-probs (one tile) + fp32 gradients", tile + grads)]
 
 
+def offline_kd_parts(shape: ModelShape, s: TrainSetup) -> list[Part]:
+    """The full logits, their fp32 log-softmax (a copy unless the logits are fp32 already), that log-softmax's
+    gradient and the logits' gradient, every position of the micro-batch (module docstring)."""
+    if not s.offline_kd:
+        return []
+    upcast = 0 if s.compute_bytes == 4 else 4
+    per_entry = 2 * s.compute_bytes + upcast + 4 + 4
+    text = f"offline KD: full-vocabulary logits, {s.batch} x {s.tokens} x {shape.vocab:,}, log-softmax + gradients"
+    return [Part(text, s.batch * s.tokens * shape.vocab * per_entry)]
+
+
 def training_parts(shape: ModelShape, s: TrainSetup) -> list[Part]:
     """Every part of one training process's peak, in bytes."""
     if s.cuda:
@@ -152,6 +168,7 @@ def training_parts(shape: ModelShape, s: TrainSetup) -> list[Part]:
         *trainable_parts(shape, s),
         *activation_parts(shape, s),
         *head_parts(shape, s),
+        *offline_kd_parts(shape, s),
         runtime,
     ]
 

@@ -165,14 +165,14 @@ def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset())
     )
     for name in stages:
         how = STAGE[name].planned_as
-        if STANDALONE.get(how) in planned:
+        if STANDALONE.get(how) in planned and name != "sft_okd":  # okd's SFT holds the full logits besides
             continue
         part = StagePlan(f"compare/{name}")
         if how == "generate":
             plan_engine(ctx, part, "generate", teacher_name(cfg), max_tokens, "generate.sampling.max_tokens")
         elif how == "sft":
             part.problems += sft_conventions(cfg, ctx.hw, ctx.review)
-            plan_sft(ctx, part)
+            plan_sft(ctx, part, kd_weight={"sft_okd": c.offline_kd_weight, "sft": 0.0}.get(name))
         elif how == "grpo_student":
             part.problems += grpo_conventions(cfg, ctx.hw, part.stage, ctx.review)
             plan_grpo(ctx, part, student)

@@ -235,7 +235,9 @@ def _sft_lengths(ctx: Ctx, sp: StagePlan, max_length: int) -> None:
     )
 
 
-def train_setup(ctx: Ctx, section, stage: str, batch: int, tokens: int, reference: bool = False) -> TrainSetup:
+def train_setup(
+    ctx: Ctx, section, stage: str, batch: int, tokens: int, reference: bool = False, offline_kd: bool = False
+) -> TrainSetup:
     dtype = dtype_bytes(ctx)
     return TrainSetup(
         method=section.method,
@@ -253,6 +255,7 @@ def train_setup(ctx: Ctx, section, stage: str, batch: int, tokens: int, referenc
         eager_attention=getattr(section, "attn_implementation", None) == "eager",
         reference=reference,
         cuda=ctx.hw.cuda,
+        offline_kd=offline_kd,
     )
 
 
@@ -267,8 +270,10 @@ def common_training(ctx: Ctx, sp: StagePlan, section, key: str, processes: int) 
         )
 
 
-def plan_sft(ctx: Ctx, sp: StagePlan) -> None:
+def plan_sft(ctx: Ctx, sp: StagePlan, kd_weight: float | None = None) -> None:
+    """distill.sft's memory; kd_weight: the KD term's weight when it is not sft.kd_weight (grpo.compare's okd arm)."""
     cfg, sft = ctx.cfg, ctx.cfg.sft
+    kd_weight = sft.kd_weight if kd_weight is None else kd_weight
     shape = read_shape(sp, sft_base(cfg))
     common_training(ctx, sp, sft, "sft", processes_for(ctx.hw, "sft"))
     length = sft.max_length or sft_prompt(ctx) + cfg.generate.sampling.max_tokens
@@ -282,7 +287,7 @@ def plan_sft(ctx: Ctx, sp: StagePlan) -> None:
         )
     if sft.max_length is not None and not sft.packing:
         _sft_lengths(ctx, sp, sft.max_length)
-    setup = train_setup(ctx, sft, "sft", sft.per_device_train_batch_size, length)
+    setup = train_setup(ctx, sft, "sft", sft.per_device_train_batch_size, length, offline_kd=kd_weight > 0)
     parts = training_parts(shape, setup)
     for part in parts:
         sp.rows.append(Row(sp.stage, part.name, gib(part.bytes)))
