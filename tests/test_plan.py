@@ -368,3 +368,21 @@ def test_offline_kd_plans_the_full_vocabulary_logits_alone_and_in_the_okd_arm():
     okd = [r.part for r in both.rows if r.stage == "compare/sft_okd"]
     assert any(p.startswith("offline KD: full-vocabulary logits") for p in okd)
     assert not [r for r in both.rows if r.stage == "compare/sft" and r.part.startswith("offline KD")]
+
+
+@pytest.mark.parametrize(
+    ("share", "once", "per_seed", "models"),
+    [
+        ("true", "grpo_teacher, generate", "sft, grpo_rl, kd", 3 * 3 + 2 * 3 + 1 + 1),
+        ("false", "nothing", "grpo_teacher, generate, sft, grpo_rl, kd", 3 * 3 + 2 * 3 + 1 + 3),
+    ],
+)
+def test_the_plan_of_replicates_says_what_runs_per_seed_and_once(share, once, per_seed, models):
+    """compare.seeds: the shared teacher and its dataset once (compare.share_teacher), the taught and RL arms per seed,
+    and one evaluation of every seed's arms, the first seed's sweep, the student once and each teacher."""
+    argv = ["recipe=smollm2", "compare.seeds=[42,7,1]", "compare.teacher_from=rl", f"compare.share_teacher={share}"]
+    (result,) = plan(load_config(argv), ("compare",))
+    (note,) = [n for n in result.notes if n.startswith("compare.seeds:")]
+    assert f"once: {once}; per seed: {per_seed}; then one distill.eval run of {models} models" in note
+    (alone,) = plan(load_config(argv[:1]), ("compare",))
+    assert not [n for n in alone.notes if n.startswith("compare.seeds:")]

@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 from distill import trackers
-from distill.compare_table import ARM, ARMS, STAGE, stages_of
+from distill.compare_table import ARM, ARMS, STAGE, TEACHER_STAGE, stages_of
 from distill.config import Config, HardwareSection, teacher_name
 from distill.planning.kd import kd_teacher, plan_kd
 from distill.planning.parts import StagePlan, processes_for
@@ -209,6 +209,25 @@ def plan_compare(ctx: Ctx, sp: StagePlan, planned: frozenset[str] = frozenset())
         )
     for part in parts:
         _merge(sp, part)
+    if c.seeds:
+        sp.notes.append(replicates_note(cfg, arms, list(stages)))
+
+
+def replicates_note(cfg: Config, arms: list[str], stages: list[str]) -> str:
+    """What compare.seeds repeats (grpo.compare.replicates): the stages run per seed and once, and the one evaluation's
+    model count. Memory is one seed's: the seeds run one after another."""
+    c = cfg.compare
+    once = [s for s in stages if s in (TEACHER_STAGE, "generate")] if c.share_teacher and c.teacher_from == "rl" else []
+    per_seed = [s for s in stages if s not in once]
+    trained = [a for a in arms if a != "base"]
+    teachers = 0 if c.teacher_from != "rl" else 1 if once else len(c.seeds)
+    models = len(c.seeds) * len(trained) + len(c.sweep) * len(trained) + ("base" in arms) + teachers
+    return (
+        f"compare.seeds: {len(c.seeds)} replicates, one after another (the memory above is one seed's); once: "
+        f"{', '.join(once) or 'nothing'}; per seed: {', '.join(per_seed)}; then one distill.eval run of {models} "
+        "models (each seed's arms, the first seed's sweep points, the student as is once"
+        f"{', the shared teacher once' if once else ''})"
+    )
 
 
 def trackers_missing(cfg: Config, stage: str) -> list[str]:
