@@ -141,6 +141,26 @@ class Comparison:
         self.accounts = Accounts(cfg, self.layout, ledger)
         self.eval_root = self.root / "eval"
         self.eval_name = str  # a row's evaluation folder under eval_root: its own name here
+        if shared is None:
+            self._check_okd_dataset()
+
+    def _check_okd_dataset(self) -> None:
+        """The okd arm added to a run whose generate stage finished without the teacher's top-k: its SFT stage would
+        stop at the dataset check after the other arms had run. Said now, before any stage runs."""
+        shards = sorted((self.layout.dataset / "data").glob("*.parquet"))
+        if "okd" not in self.cfg.compare.arms or "generate" not in self.ledger or not shards:
+            return
+        import pyarrow.parquet as pq
+
+        from distill.dataset_writer import LOGPROB_COLUMNS
+
+        missing = [c for c in LOGPROB_COLUMNS if c not in pq.read_schema(shards[0]).names]
+        if missing:
+            raise UserError(
+                f"compare.arms has okd, but this run's teacher dataset {self.layout.dataset} was generated without the "
+                f"teacher's top-k log-probs (no {', '.join(missing)} column): give the run a new compare.run_name, "
+                "where the teacher samples once more and keeps them"
+            )
 
     def arms(self) -> list[str]:
         """The rows this comparison trains and evaluates: compare.arms in the table's order, then the teacher when

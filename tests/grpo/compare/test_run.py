@@ -41,6 +41,38 @@ def test_bad_arms_stop_before_any_stage(tmp_path, capsys):
     assert not (tmp_path / "compare").exists()
 
 
+@pytest.mark.parametrize("with_topk", [False, True])
+def test_okd_added_to_a_run_whose_dataset_has_no_topk_stops_before_any_stage(tmp_path, capsys, with_topk):
+    """A finished generate stage (in the ledger) wrote its dataset without the teacher's top-k: adding the okd arm
+    would train the other arms and then stop at arm f's dataset check. It stops first, in one line, naming the
+    dataset; the ledger is left as it was. With the columns there, the run goes on (construction passes)."""
+    import pandas as pd
+
+    from distill.recipes import load_config
+    from grpo import compare
+    from grpo.compare.run import Comparison
+
+    root = tmp_path / "compare" / "smollm2"
+    data = root / "datasets" / "teacher" / "data"
+    data.mkdir(parents=True)
+    row = {"messages": [[{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]]}
+    if with_topk:
+        row |= {"completion_ids": [[17]], "topk_ids": [[[17, 3]]], "topk_logprobs": [[[-0.1, -2.5]]]}
+    pd.DataFrame(row).to_parquet(data / "train-00000-of-00001.parquet")
+    ledger = json.dumps({"generate": {"command": "-m distill.generate", "wall_s": 1.0}})
+    (root / "stages.json").write_text(ledger)
+    argv = [f"output_dir={tmp_path}", "compare.arms=[base,distill,okd]", "compare.teacher_from=given",
+            "generate.teacher=smollm2-135m"]  # fmt: skip
+    if with_topk:
+        assert Comparison(load_config(argv)).ledger == json.loads(ledger)
+        return
+    assert compare.main(argv) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert error.startswith("grpo.compare: error: compare.arms has okd") and str(root / "datasets" / "teacher") in error
+    assert "no completion_ids, topk_ids, topk_logprobs column" in error
+    assert (root / "stages.json").read_text() == ledger
+
+
 @pytest.mark.slow
 def test_comparison_on_a_tiny_model_writes_every_arm(tiny_llama, tmp_path, fake_server, capsys, monkeypatch):
     from grpo import compare
