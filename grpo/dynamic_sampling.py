@@ -2,15 +2,15 @@
 
 A group whose G completions all earn the same reward has zero advantage: it costs a full rollout and teaches nothing.
 DAPO (Yu et al. 2025, section 3.2; verl's `algorithm.filter_groups`) drops such groups and samples further prompts
-until the batch is full of groups with reward variance. Here, in TRL's terms:
+until the batch is full of groups whose answers differ in correctness. Here, in TRL's terms:
 
 - TRL generates once per generation batch (`_generate_and_score_completions`: per_device_train_batch_size x
   steps_per_generation rows per process), then shuffles it and slices it over the accumulation steps. This class
   overrides that one method: it scores the batch as TRL does, keeps the groups whose accuracy reward has a nonzero
   std (DAPO's filter, verl's `filter_groups.metric=acc`; grpo.dynamic_sampling_metric=reward: the weighted total,
   shaping included) by TRL's own test, `isclose(std, 0)` (a group whose completions are all unscorable counts as
-  zero-variance), and while the batch is short, generates another round of a full generation batch of prompts and keeps its informative
-  groups, until the rows TRL expects are filled. Surplus informative groups of the last round are left out.
+  zero-variance), and while the batch is short, generates another round of a full generation batch of prompts and
+  keeps its informative groups, until the rows TRL expects are filled. Surplus informative groups of the last round are left out.
 - The extra prompts are drawn from the training dataset, without replacement within a round, by a generator seeded
   from (seed, global step, accumulation micro-step, round): the draw holds no state, so a run resumed from a
   checkpoint draws what the uninterrupted run drew.
@@ -165,7 +165,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
     def _warn_cap(self, filled: float, groups: float) -> None:
         if not self._warned_cap:
             log.warning(
-                "dynamic sampling: after %d extra rounds only %g of %g groups have reward variance; the rest of the "
+                "dynamic sampling: after %d extra rounds only %g of %g groups vary in their filter's reward; the rest of the "
                 "batch is zero-variance groups with advantage 0 (counted each step as dynamic_sampling/filled_groups; "
                 "raise grpo.dynamic_sampling_max_rounds or filter prompts by pass rate)",
                 self.max_rounds,
