@@ -10,7 +10,8 @@ until the batch is full of groups whose answers differ in correctness. Here, in 
   std (DAPO's filter, verl's `filter_groups.metric=acc`; grpo.dynamic_sampling_metric=reward: the weighted total,
   shaping included) by TRL's own test, `isclose(std, 0)` (a group whose completions are all unscorable counts as
   zero-variance), and while the batch is short, generates another round of a full generation batch of prompts and
-  keeps its informative groups, until the rows TRL expects are filled. Surplus informative groups of the last round are left out.
+  keeps its informative groups, until the rows TRL expects are filled. Surplus informative groups of the last round
+  are left out.
 - The extra prompts are drawn from the training dataset, without replacement within a round, by a generator seeded
   from (seed, global step, accumulation micro-step, round): the draw holds no state, so a run resumed from a
   checkpoint draws what the uninterrupted run drew.
@@ -165,9 +166,9 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
     def _warn_cap(self, filled: float, groups: float) -> None:
         if not self._warned_cap:
             log.warning(
-                "dynamic sampling: after %d extra rounds only %g of %g groups vary in their filter's reward; the rest of the "
-                "batch is zero-variance groups with advantage 0 (counted each step as dynamic_sampling/filled_groups; "
-                "raise grpo.dynamic_sampling_max_rounds or filter prompts by pass rate)",
+                "dynamic sampling: after %d extra rounds only %g of %g groups vary in their filter's reward; the "
+                "rest of the batch is zero-variance groups with advantage 0 (counted each step as "
+                "dynamic_sampling/filled_groups; raise grpo.dynamic_sampling_max_rounds or filter prompts by pass rate)",
                 self.max_rounds,
                 groups - filled,
                 groups,

@@ -354,8 +354,8 @@ def _peak(result, stage: str) -> float:
 
 
 def test_offline_kd_plans_the_full_vocabulary_logits_alone_and_in_the_okd_arm():
-    """sft.kd_weight > 0 (and the comparison's okd arm, whatever sft.kd_weight says) adds the B x T x vocab logits, their
-    fp32 log-softmax and both gradients to SFT's peak; arm b's SFT on the same data does not."""
+    """sft.kd_weight > 0 (and the comparison's okd arm, whatever sft.kd_weight says) adds the B x T x vocab logits,
+    their fp32 log-softmax and both gradients to SFT's peak; arm b's SFT on the same data does not."""
     plain, kd = (plan(load_config(["recipe=qwen7b", *w]), ("sft",))[0] for w in ([], ["sft.kd_weight=0.5"]))
     (part,) = [r for r in kd.rows if r.part.startswith("offline KD: full-vocabulary logits")]
     assert not [r for r in plain.rows if r.part.startswith("offline KD")]
