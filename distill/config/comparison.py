@@ -26,6 +26,9 @@ class CompareSection:
     # untouched student. The teacher's own RL cost and evaluation are reported beside the arms, not in their budgets.
     teacher_from: str = "given"
     teacher_max_steps: int | None = None
+    # DAPO's dynamic sampling for the teacher's R1-Zero GRPO alone (grpo.dynamic_sampling for that stage; the arms keep
+    # the recipe's grpo section). None: the recipe's grpo.dynamic_sampling.
+    teacher_dynamic_sampling: bool | None = None
     # A cap on the kd arm's steps (None: kd.max_steps); with match_budget it stops at distillation's FLOPs anyway.
     kd_max_steps: int | None = None
     # Match the RL arm's compute to the distillation arm's (teacher generation + SFT, in FLOPs): each GRPO run stops

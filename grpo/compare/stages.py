@@ -125,8 +125,9 @@ def stage_config(
         return replace(out, sft=_swept(cfg, sft))
     if stage == TEACHER_STAGE:  # R1-Zero on the teacher: the recipe's own grpo section and prompts
         steps = cfg.grpo.max_steps if c.teacher_max_steps is None else c.teacher_max_steps
+        dynamic = cfg.grpo.dynamic_sampling if c.teacher_dynamic_sampling is None else c.teacher_dynamic_sampling
         grpo = replace(cfg.grpo, target="teacher", run_name=_name(stage), init_from=None, max_steps=steps)
-        return replace(out, grpo=grpo)
+        return replace(out, grpo=replace(grpo, dynamic_sampling=dynamic))
     prompts = replace(cfg.generate.prompts)  # the prompts the teacher was given
     if stage == "kd":
         steps = cfg.kd.max_steps if c.kd_max_steps is None else c.kd_max_steps

@@ -91,6 +91,19 @@ def test_the_teacher_made_by_rl_is_what_the_taught_stages_learn_from(tmp_path):
     assert (made.target, made.run_name, made.max_steps, made.init_from) == ("teacher", "teacher", 2, None)
 
 
+@pytest.mark.parametrize(("teacher", "recipe", "expected"), [("null", "false", False), ("null", "true", True),
+                                                             ("true", "false", True), ("false", "true", False)])  # fmt: skip
+def test_dynamic_sampling_for_the_teacher_alone(tmp_path, teacher, recipe, expected):
+    """compare.teacher_dynamic_sampling sets it for the teacher's GRPO only; null follows grpo.dynamic_sampling."""
+    argv = [f"output_dir={tmp_path}", "compare.teacher_from=rl", "compare.arms=[base,distill,rl,distill_rl]",
+            f"compare.teacher_dynamic_sampling={teacher}", f"grpo.dynamic_sampling={recipe}"]  # fmt: skip
+    cfg = load_config(argv)
+    layout = Layout(cfg)
+    assert stage_config(cfg, layout, "grpo_teacher").grpo.dynamic_sampling is expected
+    for arm in ("grpo_rl", "grpo_distill_rl"):
+        assert stage_config(cfg, layout, arm).grpo.dynamic_sampling is (recipe == "true")
+
+
 def test_the_okd_arm_trains_on_arm_bs_dataset_with_the_teachers_topk(tmp_path):
     """With okd in compare.arms the one generate stage keeps the teacher's top-k (20, or generate.teacher_logprobs);
     arm f's SFT reads the very dataset arm b's does, with compare.offline_kd_weight and unpacked, while arm b stays
