@@ -3,9 +3,10 @@
 # run in docs/cpu_demo on its host; its teacher stage, 4.4 min there, is now 20 steps with dynamic sampling: 16 min on
 # an AVX2-only host, an estimated 6-7 min on that one): R1-Zero GRPO first makes the teacher from the model
 # (grpo.train grpo.target=teacher); that teacher samples and the verifiers keep the correct answers
-# (distill.generate); the untouched student is distilled on them (distill.sft) and, on policy, from the teacher's token distributions (distill.kd); GRPO trains the same student on
-# the same prompts (grpo.train) -- each at the FLOPs SFT distillation spent -- and every arm and the teacher are
-# evaluated on held-out problems (distill.eval), compared pairwise on the same problems.
+# (distill.generate); the untouched student is distilled on them (distill.sft) and, on policy, from the teacher's
+# token distributions (distill.kd); GRPO trains the same student on the same prompts (grpo.train) -- each at the
+# FLOPs SFT distillation spent -- and every arm and the teacher are evaluated on held-out problems (distill.eval),
+# compared pairwise on the same problems.
 #
 #   runs/cpu_demo.sh [key=value ...]      e.g. compare.grpo_max_steps=30     (make demo: runs/demo.sh, a smaller budget)
 #
