@@ -133,3 +133,9 @@ def stages_of(arm: str, teacher_from: str = "given", match_budget: bool = False)
 def taught(arm: str) -> bool:
     """An arm that learns from the teacher: one of its stages needs the teacher's."""
     return TEACHER_STAGE in stages_of(arm, "rl") and arm != "teacher"
+
+
+def shares_teacher(compare) -> bool:
+    """Whether compare.seeds' replicates learn from one teacher and dataset, made once (compare.share_teacher with a
+    teacher the comparison makes); the planner and grpo.compare.replicates both ask."""
+    return compare.share_teacher and compare.teacher_from == "rl"

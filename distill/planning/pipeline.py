@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 from distill import trackers
-from distill.compare_table import ARM, ARMS, STAGE, TEACHER_STAGE, stages_of
+from distill.compare_table import ARM, ARMS, STAGE, TEACHER_STAGE, shares_teacher, stages_of
 from distill.config import Config, HardwareSection, teacher_name
 from distill.planning.kd import kd_teacher, plan_kd
 from distill.planning.parts import StagePlan, processes_for
@@ -217,7 +217,7 @@ def replicates_note(cfg: Config, arms: list[str], stages: list[str]) -> str:
     """What compare.seeds repeats (grpo.compare.replicates): the stages run per seed and once, and the one evaluation's
     model count. Memory is one seed's: the seeds run one after another."""
     c = cfg.compare
-    once = [s for s in stages if s in (TEACHER_STAGE, "generate")] if c.share_teacher and c.teacher_from == "rl" else []
+    once = [s for s in stages if s in (TEACHER_STAGE, "generate")] if shares_teacher(c) else []
     per_seed = [s for s in stages if s not in once]
     trained = [a for a in arms if a != "base"]
     teachers = 0 if c.teacher_from != "rl" else 1 if once else len(c.seeds)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from distill.compare_table import ARMS, TEACHER_STAGE, stages_of, taught
+from distill.compare_table import shares_teacher as teacher_shared
 from distill.config import Config
 from distill.errors import UserError
 from distill.metrics import seeds_to_detect
@@ -42,7 +43,7 @@ def seed_config(cfg: Config, seed: int, sweep: bool = True) -> Config:
 
 
 def shares_teacher(cfg: Config) -> bool:
-    return cfg.compare.share_teacher and cfg.compare.teacher_from == "rl"
+    return teacher_shared(cfg.compare)
 
 
 def eval_name(seed: int, shared_teacher: bool, row: str) -> str:
