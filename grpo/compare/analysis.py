@@ -139,7 +139,7 @@ def replicate_statistics(by_seed: dict[int, dict[str, dict]], confidence: float)
     seed (its `model`) counts once."""
     from distill.metrics import replicated_difference
 
-    seeds = sorted(by_seed)
+    seeds = list(by_seed)  # compare.seeds' order: the report's per-seed values follow it
     finals = {seed: arms_only(rows) for seed, rows in by_seed.items()}
     present = set.intersection(*(set(rows) for rows in finals.values()))
     out = []

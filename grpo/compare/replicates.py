@@ -114,6 +114,15 @@ def _points(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def _per_seed(s: dict) -> str:
+    """Each seed's difference, named by its seed; one model against one (a shared teacher against the student as
+    is) has a single value, no seed's own."""
+    values = s["per_seed"]
+    if len(values) == 1:
+        return _points(values[0])
+    return ", ".join(f"{seed}: {_points(x)}" for seed, x in zip(s["seed_values"], values, strict=True))
+
+
 def replicate_table(stats: list[dict], target: float) -> list[str]:
     lines = [
         "| benchmark | pair | difference | interval | sign in every seed | per seed | between runs | verdict | "
@@ -127,7 +136,7 @@ def replicate_table(stats: list[dict], target: float) -> list[str]:
         lines.append(
             f"| {s['benchmark']} | {s['a']} − {s['b']} | {_points(s['difference'])} | {_points(low)} to "
             f"{_points(high)} | {'yes' if s['sign_every_seed'] else 'no'} | "
-            f"{', '.join(_points(x) for x in s['per_seed'])} | {100 * s['between_runs_share']:.0f}% | {verdict} | "
+            f"{_per_seed(s)} | {100 * s['between_runs_share']:.0f}% | {verdict} | "
             f"{needed if needed is not None else 'more problems first'} |"
         )
     return lines

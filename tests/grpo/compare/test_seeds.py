@@ -59,6 +59,24 @@ def test_a_gap_that_holds_in_every_seed_is_resolved_and_a_noisy_one_is_not(tmp_p
     assert "| math500 | distill − base |" in steady  # every arm against the student as is
 
 
+def test_each_seeds_difference_is_named_by_its_seed_in_the_runs_order(tmp_path):
+    seeds = (42, 7, 3)  # not sorted: the report must not reorder them
+    by_seed = _by_seed(0.05, seeds=seeds)
+    table, data = _table(load_config(["compare.seeds=[42,7,3]"]), by_seed, tmp_path)
+    score = {s: {arm: row["results"]["benchmarks"]["math500"]["pass@1"] for arm, row in by_seed[s].items()}
+             for s in seeds}  # fmt: skip
+    gaps = {s: 100 * (score[s]["distill"] - score[s]["rl"]) for s in seeds}
+    assert len({round(g, 1) for g in gaps.values()}) == 3  # the check below can tell the seeds apart
+    assert _line(table, "distill − rl")[5] == ", ".join(f"{s}: {g:+.1f}" for s, g in gaps.items())
+    assert data["seeds"] == list(seeds)
+    assert _line(table, "teacher − base")[5].startswith("42: ")  # a teacher per seed: one value per seed
+    teacher = {**by_seed[42]["teacher"], "model": "seed-42/grpo/teacher"}  # one model, evaluated once
+    base = {**by_seed[42]["base"], "model": "smollm2-135m"}
+    one_teacher = {s: {**rows, "teacher": teacher, "base": base} for s, rows in by_seed.items()}
+    single, _ = _table(load_config(["compare.seeds=[42,7,3]"]), one_teacher, tmp_path / "shared")
+    assert ":" not in _line(single, "teacher − base")[5]  # one model against one: a single value, no seed's
+
+
 def test_each_seed_trains_in_its_own_folder_with_its_seed(tmp_path):
     cfg = load_config([f"output_dir={tmp_path}", "compare.seeds=[7,42,3]", "generate.sampling.seed=5"])
     one = seed_config(cfg, 7)
