@@ -27,7 +27,7 @@ from distill.compare_table import shares_teacher as teacher_shared
 from distill.config import Config
 from distill.errors import UserError
 from distill.metrics import seeds_to_detect
-from grpo.compare.analysis import replicate_statistics, resolved
+from grpo.compare.analysis import arms_only, benchmarks, replicate_statistics, resolved
 
 
 def seed_config(cfg: Config, seed: int, sweep: bool = True) -> Config:
@@ -142,6 +142,26 @@ def replicate_table(stats: list[dict], target: float) -> list[str]:
     return lines
 
 
+def pass_table(by_seed: dict[int, dict[str, dict]]) -> list[str]:
+    """Every arm's pass@1 in every seed, in compare.seeds' order; 'models' is 1 where one model stands for every
+    seed (the student as is, a shared teacher: evaluated once)."""
+    seeds = list(by_seed)
+    finals = {seed: arms_only(rows) for seed, rows in by_seed.items()}
+    arms = [arm for arm in finals[seeds[0]] if all(arm in rows for rows in finals.values())]
+    lines = [
+        f"| benchmark | arm | models | {' | '.join(f'seed {seed}' for seed in seeds)} |",
+        f"|---|---|---:|{'---:|' * len(seeds)}",
+    ]
+    for bench in benchmarks(finals[seeds[0]]):
+        for arm in arms:
+            rows = [finals[seed][arm] for seed in seeds]
+            models = {row.get("model") for row in rows}
+            once = len(models) == 1 and None not in models
+            cells = " | ".join(f"{100 * row['results']['benchmarks'][bench]['pass@1']:.1f}" for row in rows)
+            lines.append(f"| {bench} | {arm} | {1 if once else len(seeds)} | {cells} |")
+    return lines
+
+
 def teacher_sentence(stats: list[dict], shared: bool = False) -> str:
     """What the teacher row says: whether the taught arms learnt from a model measurably stronger than the student."""
     margins = [s for s in stats if (s["a"], s["b"]) == ("teacher", "base")]
@@ -213,6 +233,10 @@ def write_replicate_report(cfg: Config, by_seed: dict[int, dict[str, dict]], fol
         *replicate_table(stats, target),
         "",
         teacher_sentence(stats, shares_teacher(cfg)),
+        "",
+        "pass@1 in points, per seed:",
+        "",
+        *pass_table(by_seed),
         "",
     ]
     (folder / "table.md").write_text("\n".join(text))

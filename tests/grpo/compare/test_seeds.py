@@ -75,6 +75,11 @@ def test_each_seeds_difference_is_named_by_its_seed_in_the_runs_order(tmp_path):
     one_teacher = {s: {**rows, "teacher": teacher, "base": base} for s, rows in by_seed.items()}
     single, _ = _table(load_config(["compare.seeds=[42,7,3]"]), one_teacher, tmp_path / "shared")
     assert ":" not in _line(single, "teacher − base")[5]  # one model against one: a single value, no seed's
+    # pass@1 per seed, in the same order; the shared teacher is one model, each seed's distillation its own
+    assert "| benchmark | arm | models | seed 42 | seed 7 | seed 3 |" in single
+    assert _line(single, "distill")[2:] == ["3", *(f"{100 * score[s]['distill']:.1f}" for s in seeds[:2]),
+                                            f"{100 * score[3]['distill']:.1f} |"]  # fmt: skip
+    assert _line(single, "teacher")[2] == "1"
 
 
 def test_each_seed_trains_in_its_own_folder_with_its_seed(tmp_path):
