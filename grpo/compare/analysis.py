@@ -123,11 +123,16 @@ def sweep_leaders(rows: dict[str, dict], resamples: int, seed: int, confidence: 
     return out
 
 
+def one_model(rows: list[dict]) -> bool:
+    """Whether every seed's row of an arm is the same model (the student as is, a shared teacher): evaluated once,
+    it is one replicate, not one per seed."""
+    models = {row.get("model") for row in rows}
+    return len(models) == 1 and None not in models
+
+
 def _replicates(finals: dict[int, dict[str, dict]], seeds: list[int], arm: str, bench: str) -> list[dict]:
-    """An arm's per-problem pass@1 per seed; one entry when every seed's row is one model (the student as is, a
-    shared teacher): a model evaluated once is one replicate, not one per seed."""
-    models = [finals[s][arm].get("model") for s in seeds]
-    if models[0] is not None and all(m == models[0] for m in models):
+    """An arm's per-problem pass@1 per seed; one entry when every seed's row is one model (one_model)."""
+    if one_model([finals[s][arm] for s in seeds]):
         seeds = seeds[:1]
     return [finals[s][arm]["problem_scores"][bench] for s in seeds]
 

@@ -27,7 +27,7 @@ from distill.compare_table import shares_teacher as teacher_shared
 from distill.config import Config
 from distill.errors import UserError
 from distill.metrics import seeds_to_detect
-from grpo.compare.analysis import arms_only, benchmarks, replicate_statistics, resolved
+from grpo.compare.analysis import one_model, replicate_statistics, resolved
 
 
 def seed_config(cfg: Config, seed: int, sweep: bool = True) -> Config:
@@ -142,23 +142,20 @@ def replicate_table(stats: list[dict], target: float) -> list[str]:
     return lines
 
 
-def pass_table(by_seed: dict[int, dict[str, dict]]) -> list[str]:
-    """Every arm's pass@1 in every seed, in compare.seeds' order; 'models' is 1 where one model stands for every
-    seed (the student as is, a shared teacher: evaluated once)."""
-    seeds = list(by_seed)
-    finals = {seed: arms_only(rows) for seed, rows in by_seed.items()}
-    arms = [arm for arm in finals[seeds[0]] if all(arm in rows for rows in finals.values())]
+def pass_table(scores: dict[int, dict[str, dict[str, float]]], once: set[str]) -> list[str]:
+    """Every arm's pass@1 (`scores[seed][arm][benchmark]`) in every seed, in compare.seeds' order; 'models' is 1
+    for the arms in `once`, one model standing for every seed (grpo.compare.analysis.one_model)."""
+    seeds = list(scores)
+    first = scores[seeds[0]]
+    arms = [arm for arm in first if all(arm in arms_of for arms_of in scores.values())]
     lines = [
         f"| benchmark | arm | models | {' | '.join(f'seed {seed}' for seed in seeds)} |",
         f"|---|---|---:|{'---:|' * len(seeds)}",
     ]
-    for bench in benchmarks(finals[seeds[0]]):
+    for bench in next(iter(first.values()), {}):
         for arm in arms:
-            rows = [finals[seed][arm] for seed in seeds]
-            models = {row.get("model") for row in rows}
-            once = len(models) == 1 and None not in models
-            cells = " | ".join(f"{100 * row['results']['benchmarks'][bench]['pass@1']:.1f}" for row in rows)
-            lines.append(f"| {bench} | {arm} | {1 if once else len(seeds)} | {cells} |")
+            cells = " | ".join(f"{100 * scores[seed][arm][bench]:.1f}" for seed in seeds)
+            lines.append(f"| {bench} | {arm} | {1 if arm in once else len(seeds)} | {cells} |")
     return lines
 
 
@@ -219,6 +216,8 @@ def write_replicate_report(cfg: Config, by_seed: dict[int, dict[str, dict]], fol
         )
         + "\n"
     )
+    shared = set.intersection(*(set(arms) for arms in scores.values()))
+    once = {arm for arm in shared if one_model([by_seed[seed][arm] for seed in by_seed])}
     target = (c.min_detectable or 5.0) / 100  # compare.min_detectable is in points
     text = [
         f"# RL against distillation over {len(by_seed)} training seeds: recipe `{cfg.recipe}`",
@@ -236,7 +235,7 @@ def write_replicate_report(cfg: Config, by_seed: dict[int, dict[str, dict]], fol
         "",
         "pass@1 in points, per seed:",
         "",
-        *pass_table(by_seed),
+        *pass_table(scores, once),
         "",
     ]
     (folder / "table.md").write_text("\n".join(text))
